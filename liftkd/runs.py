@@ -1,0 +1,102 @@
+"""Results on disk: every result JSON carries its resolved config, seed, versions and commit.
+
+``write_results(path, results, profile)`` writes ``{"results": ..., "meta": ...}`` where ``meta``
+holds the profile (resolved), the library versions, the git commit (and whether the tree had
+uncommitted changes), the host and the time. ``read_results`` reads it back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+LIBRARIES = (
+    "torch",
+    "torchvision",
+    "diffusers",
+    "torch-pruning",
+    "torch-fidelity",
+    "accelerate",
+    "numpy",
+)
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def git_commit(cwd: str | Path | None = None) -> dict[str, Any]:
+    """HEAD and whether the work tree differs from it; ``None`` values outside a repository."""
+    cwd = Path(cwd or Path(__file__).resolve().parent)
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return {"commit": head, "dirty": bool(dirty)}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+
+
+def run_metadata(profile: Any = None, **extra: Any) -> dict[str, Any]:
+    import torch
+
+    meta = {
+        "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "cpu_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "versions": library_versions(),
+        "git": git_commit(),
+    }
+    if profile is not None:
+        meta["profile"] = profile.to_dict() if hasattr(profile, "to_dict") else profile
+    meta.update(extra)
+    return meta
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, Path):
+        return str(x)
+    if hasattr(x, "item") and callable(x.item):  # numpy / torch scalars
+        return x.item()
+    return x
+
+
+def write_results(
+    path: str | Path, results: dict[str, Any], profile: Any = None, **extra: Any
+) -> Path:
+    """Write ``results`` with their metadata to ``path`` (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {"results": _jsonable(results), "meta": _jsonable(run_metadata(profile, **extra))}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(blob, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())["results"]

@@ -1,0 +1,236 @@
+"""One training loop for every model of the project, on Hugging Face accelerate.
+
+``train(model, loss_fn, images, cfg, run_dir)`` runs ``cfg.steps`` optimisation steps of
+``loss_fn(model, x0, generator) -> (loss, parts)`` on batches drawn from ``images``; the same code
+runs on a CPU, one GPU, or several (``accelerate launch``).
+
+What it guarantees:
+
+- **Resume.** A checkpoint (model, EMA, optimiser, step, loss history) is written atomically to
+  ``run_dir/checkpoint.pt`` every ``cfg.checkpoint_every`` steps and at the end. Running the same
+  call again continues from it; a finished run returns at once without training.
+- **Reproducibility.** Step ``k`` draws its batch indices, noise, timesteps and dropout from a
+  generator seeded by ``(cfg.seed, k, process)``, so the same seed gives the same losses, and a
+  resumed run the same losses as an uninterrupted one.
+- **Divergence.** A non-finite loss or gradient norm raises :class:`TrainingDiverged` naming the
+  step; the last good checkpoint stays on disk untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from liftkd.config import TrainConfig
+from liftkd.data import to_model_range
+
+CHECKPOINT = "checkpoint.pt"
+HISTORY = "history.csv"
+
+LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Generator], tuple[torch.Tensor, dict]]
+# settings that may change between an interrupted run and its resumption
+_RESUMABLE_CHANGES = {"steps", "checkpoint_every"}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient became NaN or infinite."""
+
+    def __init__(self, message: str, step: int, last_good_step: int | None):
+        super().__init__(message)
+        self.step = step
+        self.last_good_step = last_good_step
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module  # the trained weights (unwrapped, on CPU)
+    ema: torch.nn.Module  # their exponential moving average: use this one for sampling
+    history: list[dict] = field(default_factory=list)  # one row per step
+    resumed_from: int | None = None  # the checkpoint step a run continued from, if any
+    steps_run: int = 0  # optimisation steps taken by this call
+
+
+def step_generator(seed: int, step: int, process: int = 0) -> torch.Generator:
+    """The generator of one step: independent streams for every (seed, step, process)."""
+    state = np.random.SeedSequence([seed, step, process]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to ``cfg.lr``, then cosine decay to ``cfg.lr_min`` at ``cfg.steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(1, cfg.steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    ema_p = [p for p in ema.parameters()]
+    model_p = [p.detach() for p in model.parameters()]
+    torch._foreach_lerp_(ema_p, model_p, 1.0 - decay)
+    for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
+        be.copy_(bm)
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    """EMA decay with a warm-up, so that short runs are not dominated by the initial weights."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+def _atomic_save(obj: object, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_history(history: list[dict], path: Path) -> None:
+    if not history:
+        return
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+    os.replace(tmp, path)
+
+
+def _config_dict(cfg: TrainConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _check_resumable(saved: dict, cfg: TrainConfig, path: Path) -> None:
+    now = _config_dict(cfg)
+    diff = {
+        k: (saved.get(k), now[k])
+        for k in now
+        if k not in _RESUMABLE_CHANGES and saved.get(k) != now[k]
+    }
+    if diff:
+        changes = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in diff.items())
+        raise ValueError(
+            f"{path} was written with other training settings ({changes}); "
+            "use another run folder, or delete it to start over"
+        )
+
+
+def train(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    images: torch.Tensor,
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    desc: str = "train",
+    progress: bool = True,
+    accelerator: Accelerator | None = None,
+) -> TrainResult:
+    """Train ``model`` on uint8 ``images`` (N, C, H, W); see the module docstring."""
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError(
+            f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+        )
+    if cfg.steps < 1 or cfg.batch_size < 1:
+        raise ValueError(
+            f"steps and batch_size must be positive, got {cfg.steps}, {cfg.batch_size}"
+        )
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / CHECKPOINT
+    accelerator = accelerator or Accelerator()
+
+    ema = copy.deepcopy(model).requires_grad_(False).eval()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start, history, resumed_from = 0, [], None
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        _check_resumable(ckpt["config"], cfg, ckpt_path)
+        model.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start, history, resumed_from = ckpt["step"], ckpt["history"], ckpt["step"]
+        if start < cfg.steps:
+            accelerator.print(f"[{desc}] resuming from step {start} of {cfg.steps} ({ckpt_path})")
+    if start >= cfg.steps:
+        return TrainResult(model.eval(), ema, history, resumed_from, steps_run=0)
+
+    model.train()
+    model, opt = accelerator.prepare(model, opt)
+    ema.to(accelerator.device)
+    last_good = resumed_from
+
+    def save(step: int) -> None:
+        if accelerator.is_main_process:
+            _atomic_save(
+                {
+                    "step": step,
+                    "model": accelerator.unwrap_model(model).state_dict(),
+                    "ema": ema.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "history": history,
+                    "config": _config_dict(cfg),
+                },
+                ckpt_path,
+            )
+            write_history(history, run_dir / HISTORY)
+        accelerator.wait_for_everyone()
+
+    bar = tqdm(
+        total=cfg.steps,
+        initial=start,
+        desc=desc,
+        disable=not (progress and accelerator.is_main_process),
+    )
+    for step in range(start, cfg.steps):
+        g = step_generator(cfg.seed, step, accelerator.process_index)
+        torch.manual_seed(g.initial_seed())  # dropout and anything else drawing from the global RNG
+        lr = lr_at(step, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = torch.randint(len(images), (cfg.batch_size,), generator=g)
+        x0 = to_model_range(images[idx]).to(accelerator.device)
+        loss, parts = loss_fn(model, x0, g)
+        bad = None
+        if not torch.isfinite(loss):
+            bad = f"loss became {loss.item()}"
+        else:
+            opt.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if not torch.isfinite(grad_norm):
+                bad = f"gradient norm became {grad_norm.item()}"
+        if bad is not None:
+            write_history(history, run_dir / "history_until_divergence.csv")
+            where = (
+                f"step {last_good} in {ckpt_path}" if last_good is not None else "none was written"
+            )
+            bar.close()
+            raise TrainingDiverged(
+                f"[{desc}] {bad} at step {step}; last good checkpoint: {where}", step, last_good
+            )
+        opt.step()
+        ema_update(ema, accelerator.unwrap_model(model), ema_decay_at(step, cfg.ema_decay))
+        row = {"step": step, "loss": loss.item(), "lr": lr, "grad_norm": float(grad_norm)}
+        row.update({k: float(v) for k, v in parts.items()})
+        history.append(row)
+        bar.update()
+        bar.set_postfix(loss=f"{row['loss']:.4f}")
+        done = step + 1
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            save(done)
+            last_good = done
+    bar.close()
+    unwrapped = accelerator.unwrap_model(model).cpu().eval()
+    return TrainResult(unwrapped, ema.cpu(), history, resumed_from, steps_run=cfg.steps - start)
