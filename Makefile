@@ -6,21 +6,24 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PROFILE ?= cpu
+# a run of other data or settings gets its own folders: make reproduce RUN_NAME=faces OVERRIDES='{...}'
+RUN_NAME ?= $(PROFILE)
+OVERRIDES ?= {}
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-RUN_DIR := runs/$(PROFILE)
-# the cpu profile's figures are the committed ones; other profiles draw into their own folder
-FIGURES := $(if $(filter cpu,$(PROFILE)),figures,figures/$(PROFILE))
-NOTEBOOKS := 00_feature_extractor 01_teacher
+RUN_DIR := runs/$(RUN_NAME)
+# the cpu profile's figures are the committed ones; other runs draw into their own folder
+FIGURES := $(if $(filter cpu,$(RUN_NAME)),figures,figures/$(RUN_NAME))
+NOTEBOOKS := 00_feature_extractor 01_teacher 02_pruning 03_error_decomposition
 EXECUTED := $(patsubst %,$(RUN_DIR)/%.ipynb,$(NOTEBOOKS))
-PAPERMILL := $(PY) -m papermill --log-output --no-progress-bar
+PAPERMILL := $(PY) -m papermill --log-output --no-progress-bar --start-timeout 300
 
-.PHONY: help venv reproduce test lint format lab clean clean-runs
+.PHONY: help venv reproduce test bench lint lab clean clean-runs
 
 help: ## list the targets
-	@echo "liftkd: LIFT and PLACE reproduced. PROFILE=smoke|cpu|gpu (now: $(PROFILE))"
+	@echo "liftkd: LIFT and PLACE reproduced. PROFILE=smoke|cpu|gpu (now: $(PROFILE)), RUN_NAME, OVERRIDES"
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
@@ -39,15 +42,22 @@ $(RUN_DIR)/%.ipynb: notebooks/%.ipynb | $(STAMP)
 	@mkdir -p $(RUN_DIR) $(FIGURES)
 	@start=$$(date +%s); \
 	$(PAPERMILL) $< $@.partial.ipynb -p PROFILE $(PROFILE) -p RUN_DIR $(RUN_DIR) -p FIGURES_DIR $(FIGURES) \
+		-y "OVERRIDES: $(OVERRIDES)" \
 	&& mv $@.partial.ipynb $@ \
 	&& echo "$* ($(PROFILE)): $$(( $$(date +%s) - start )) s" | tee -a $(RUN_DIR)/timings.txt
 
+# each notebook reads what the one before it wrote (classifier, teacher, students)
 $(RUN_DIR)/01_teacher.ipynb: $(RUN_DIR)/00_feature_extractor.ipynb
+$(RUN_DIR)/02_pruning.ipynb: $(RUN_DIR)/01_teacher.ipynb
+$(RUN_DIR)/03_error_decomposition.ipynb: $(RUN_DIR)/02_pruning.ipynb
 
 test: $(STAMP) ## ruff (lint, format) and pytest, including the smoke profile end to end
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
+
+bench: $(STAMP) ## benchmarks: objective cost per KD step, student sampling latency (figures/bench/)
+	$(PY) -m liftkd.bench --out figures/bench
 
 lint: $(STAMP) ## fix what ruff can fix, and format
 	$(PY) -m ruff check --fix .

@@ -50,6 +50,20 @@ class UNetConfig:
 
 
 @dataclass(frozen=True)
+class DiTConfig:
+    """A small class-conditional diffusers ``DiTTransformer2DModel`` (TinyFusion's family).
+
+    Head dimension 20: 90% pruning of the head dimensions leaves 2 per head, a real cut.
+    """
+
+    num_layers: int = 4
+    num_attention_heads: int = 4
+    attention_head_dim: int = 20
+    patch_size: int = 2
+    num_classes: int = 10
+
+
+@dataclass(frozen=True)
 class DiffusionConfig:
     num_train_timesteps: int = 1000
     beta_schedule: str = "linear"
@@ -95,6 +109,35 @@ class ClassifierConfig:
 
 
 @dataclass(frozen=True)
+class PruningConfig:
+    """How students are made from the teacher (Diff-Pruning's settings by default)."""
+
+    ratios: tuple[float, ...] = (0.3, 0.5, 0.7, 0.9)  # channel ratios compared in notebook 02
+    criterion: str = "diff-pruning"  # the students' criterion everywhere after notebook 02
+    criteria: tuple[str, ...] = ("diff-pruning", "taylor", "magnitude", "random")
+    threshold: float = 0.05  # Diff-Pruning's T: stop accumulating below T * max loss
+    timestep_stride: int = 1  # gradients at t = 0, s, 2s, ...; 1 is every timestep
+    batch_size: int = 64  # the one fixed batch the gradients are taken on
+    n_samples: int = 500  # images per FID of a student before fine-tuning
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """The error-decomposition analysis of notebook 03."""
+
+    ratios: tuple[float, ...] = (0.5, 0.7, 0.9)
+    timesteps: tuple[int, ...] = (10, 100, 250, 500, 750, 990)
+    n_images: int = 256  # held-out images per decomposition
+    kd: TrainConfig = TrainConfig(
+        steps=400, batch_size=64, lr=1e-3, warmup_steps=50, checkpoint_every=100
+    )
+    corrected_ratios: tuple[float, ...] = (0.5, 0.9)  # probe-corrected sampling compared at these
+    n_samples: int = 500  # images per FID of plain and probe-corrected sampling
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     data: DataConfig
@@ -103,6 +146,9 @@ class Profile:
     teacher: TrainConfig
     sampling: SamplingConfig
     classifier: ClassifierConfig
+    dit: DiTConfig = DiTConfig()
+    pruning: PruningConfig = PruningConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
     # "classifier": the offline extractor above; "inception": torch-fidelity's InceptionV3
     feature_extractor: str = "classifier"
     # a local folder or hub id of a trained UNet2DModel; None trains the teacher
@@ -128,6 +174,21 @@ def _smoke() -> Profile:
         teacher=TrainConfig(steps=60, batch_size=32, warmup_steps=10, checkpoint_every=20),
         sampling=SamplingConfig(num_inference_steps=10, batch_size=100, n_samples=200),
         classifier=ClassifierConfig(epochs=2, width=16, feature_dim=32),
+        pruning=PruningConfig(
+            ratios=(0.5, 0.9),
+            criteria=("diff-pruning", "magnitude"),
+            timestep_stride=100,
+            batch_size=16,
+            n_samples=100,
+        ),
+        analysis=AnalysisConfig(
+            ratios=(0.5, 0.9),
+            timesteps=(10, 500, 990),
+            n_images=32,
+            kd=TrainConfig(steps=20, batch_size=16, warmup_steps=5, checkpoint_every=10),
+            corrected_ratios=(0.9,),
+            n_samples=100,
+        ),
     )
 
 
@@ -149,6 +210,7 @@ def _cpu() -> Profile:
         teacher=TrainConfig(steps=2000, batch_size=64, warmup_steps=200, checkpoint_every=200),
         sampling=SamplingConfig(num_inference_steps=50, batch_size=250, n_samples=1000),
         classifier=ClassifierConfig(epochs=12),
+        pruning=PruningConfig(timestep_stride=20),
     )
 
 
@@ -190,12 +252,29 @@ def _gpu() -> Profile:
 PROFILES = {"smoke": _smoke, "cpu": _cpu, "gpu": _gpu}
 
 
+def _replace_path(obj: Any, path: list[str], value: Any, full: str) -> Any:
+    """``obj`` with the setting at ``path`` (attribute names, outermost first) replaced."""
+    head, rest = path[0], path[1:]
+    if not dataclasses.is_dataclass(obj) or head not in {f.name for f in dataclasses.fields(obj)}:
+        raise ValueError(f"unknown setting {full!r}")
+    if rest:
+        value = _replace_path(getattr(obj, head), rest, value, full)
+    elif isinstance(value, dict) and dataclasses.is_dataclass(getattr(obj, head)):
+        for key, v in value.items():
+            value_obj = _replace_path(getattr(obj, head), key.split("."), v, f"{full}.{key}")
+            obj = dataclasses.replace(obj, **{head: value_obj})
+        return obj
+    elif isinstance(value, list):
+        value = tuple(value)  # YAML and JSON give lists where the profiles hold tuples
+    return dataclasses.replace(obj, **{head: value})
+
+
 def get_profile(name: str, **overrides: Any) -> Profile:
     """The profile ``name`` with overrides applied.
 
-    Overrides are dotted paths or section dicts: ``get_profile("cpu", **{"teacher.steps": 100})``
-    or ``get_profile("cpu", teacher={"steps": 100})``. ``None`` values are ignored, so notebook
-    parameters left at ``None`` keep the profile's value.
+    Overrides are dotted paths or section dicts: ``get_profile("cpu", **{"teacher.steps": 100})``,
+    ``get_profile("cpu", teacher={"steps": 100})``, ``{"analysis.kd.steps": 50}``. ``None``
+    values are ignored, so notebook parameters left at ``None`` keep the profile's value.
     """
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
@@ -203,16 +282,5 @@ def get_profile(name: str, **overrides: Any) -> Profile:
     for key, value in overrides.items():
         if value is None:
             continue
-        section, _, attr = key.partition(".")
-        if not hasattr(profile, section):
-            raise ValueError(f"unknown setting {key!r} for profile {name!r}")
-        if attr:
-            value = {attr: value}
-        if isinstance(value, dict):
-            current = getattr(profile, section)
-            unknown = set(value) - {f.name for f in dataclasses.fields(current)}
-            if unknown:
-                raise ValueError(f"unknown setting(s) {sorted(unknown)} in section {section!r}")
-            value = dataclasses.replace(current, **value)
-        profile = dataclasses.replace(profile, **{section: value})
+        profile = _replace_path(profile, key.split("."), value, key)
     return profile

@@ -97,11 +97,16 @@ def count_macs(model: torch.nn.Module, resolution: int, channels: int) -> int:
     The counter sees convolutions, linear layers and norms; the attention products are not
     counted (they are a small share at these resolutions).
     """
-    import torch_pruning as tp
-
     x = torch.zeros(1, channels, resolution, resolution)
     t = torch.zeros(1, dtype=torch.long)
-    macs, _ = tp.utils.count_ops_and_params(model, (x, t))
+    return count_macs_any(model, (x, t))
+
+
+def count_macs_any(model: torch.nn.Module, inputs) -> int:
+    """MACs of ``model(*inputs)`` or ``model(**inputs)`` (torch-pruning's counter)."""
+    import torch_pruning as tp
+
+    macs, _ = tp.utils.count_ops_and_params(model, inputs)
     return int(macs)
 
 

@@ -1,6 +1,7 @@
 """The teachers: diffusers ``UNet2DModel`` presets per profile, and pretrained ones from disk.
 
-``build_unet`` makes the U-Net of a profile (random weights); ``load_unet`` reads a trained one
+``build_unet`` makes the U-Net of a profile (random weights), ``build_dit`` its small
+class-conditional DiT; ``load_unet`` reads a trained one
 from a local folder written by ``save_pretrained`` or, where the network allows, a hub id such as
 ``google/ddpm-cifar10-32``; ``noise_scheduler`` is the DDPM forward process the teacher was
 trained with.
@@ -11,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers import DDPMScheduler, DiTTransformer2DModel, UNet2DModel
 
-from liftkd.config import DiffusionConfig, UNetConfig
+from liftkd.config import DiffusionConfig, DiTConfig, UNetConfig
 
 
 def build_unet(cfg: UNetConfig, resolution: int, channels: int) -> UNet2DModel:
@@ -41,6 +42,24 @@ def build_unet(cfg: UNetConfig, resolution: int, channels: int) -> UNet2DModel:
         norm_num_groups=cfg.norm_num_groups,
         attention_head_dim=cfg.attention_head_dim,
         dropout=cfg.dropout,
+    )
+
+
+def build_dit(cfg: DiTConfig, resolution: int, channels: int) -> DiTTransformer2DModel:
+    """A randomly initialised class-conditional DiT (adaLN-zero) predicting eps only."""
+    if resolution % cfg.patch_size:
+        raise ValueError(f"resolution {resolution} is not divisible by patch_size {cfg.patch_size}")
+    return DiTTransformer2DModel(
+        num_attention_heads=cfg.num_attention_heads,
+        attention_head_dim=cfg.attention_head_dim,
+        in_channels=channels,
+        out_channels=channels,
+        num_layers=cfg.num_layers,
+        sample_size=resolution,
+        patch_size=cfg.patch_size,
+        num_embeds_ada_norm=cfg.num_classes,
+        norm_type="ada_norm_zero",
+        norm_elementwise_affine=False,
     )
 
 

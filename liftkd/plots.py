@@ -78,3 +78,110 @@ def _save(fig, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+
+
+def lines(
+    series: dict[str, tuple],
+    path: str | Path,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    logy: bool = False,
+    logx: bool = False,
+    ax=None,
+    marker: str = "o",
+):
+    """One line per entry of ``series``: ``{label: (xs, ys)}``."""
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(6, 3.8))
+    for label, (xs, ys) in series.items():
+        ax.plot(xs, ys, marker=marker, ms=4, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    if logx:
+        ax.set_xscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    if own:
+        fig.tight_layout()
+        _save(fig, path)
+        return fig
+    return ax
+
+
+def heatmaps(
+    maps: dict[str, torch.Tensor],
+    path: str | Path,
+    ncols: int = 6,
+    title: str | None = None,
+    shared_scale: bool = False,
+):
+    """A grid of 2-D maps (error per pixel), each with its own colour scale unless shared."""
+    n = len(maps)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.1 * ncols, 2.2 * nrows + 0.4), squeeze=False)
+    vmax = max(float(m.max()) for m in maps.values()) if shared_scale else None
+    for ax, (label, m) in zip(axes.flat, maps.items(), strict=False):
+        im = ax.imshow(m.numpy(), cmap="magma", vmin=0, vmax=vmax)
+        ax.set_title(label, fontsize=8)
+        ax.axis("off")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+def bars(
+    values: dict[str, float],
+    path: str | Path,
+    ylabel: str,
+    title: str | None = None,
+    reference: tuple[str, float] | None = None,
+    logy: bool = False,
+):
+    fig, ax = plt.subplots(figsize=(max(4, 1.1 * len(values) + 1), 3.6))
+    ax.bar(list(values), list(values.values()), color="#4c72b0")
+    for i, v in enumerate(values.values()):
+        ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize=8)
+    if reference is not None:
+        ax.axhline(reference[1], color="k", ls="--", lw=1, label=reference[0])
+        ax.legend(fontsize=8)
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    ax.tick_params(axis="x", labelsize=8, rotation=20)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+def write_table(rows: list[dict], stem: str | Path, title: str | None = None) -> None:
+    """``rows`` as ``stem.csv`` and a Markdown ``stem.md``."""
+    import csv
+
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(stem.with_suffix(".csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines_ = ([f"# {title}", ""] if title else []) + [
+        "| " + " | ".join(keys) + " |",
+        "|" + "---|" * len(keys),
+    ]
+    lines_ += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
+    stem.with_suffix(".md").write_text("\n".join(lines_) + "\n")

@@ -29,7 +29,7 @@ def denoising_loss(scheduler: DDPMScheduler):
     """``L_task = ||eps - eps_theta(x_t, t)||^2`` (mean over elements), t uniform."""
     T = scheduler.config.num_train_timesteps
 
-    def loss_fn(model: torch.nn.Module, x0: torch.Tensor, g: torch.Generator):
+    def loss_fn(model: torch.nn.Module, x0: torch.Tensor, g: torch.Generator, progress: float):
         noise = torch.randn(x0.shape, generator=g).to(x0.device)
         t = torch.randint(0, T, (x0.shape[0],), generator=g).to(x0.device)
         x_t = scheduler.add_noise(x0, noise, t)

@@ -1,8 +1,10 @@
 """One training loop for every model of the project, on Hugging Face accelerate.
 
 ``train(model, loss_fn, images, cfg, run_dir)`` runs ``cfg.steps`` optimisation steps of
-``loss_fn(model, x0, generator) -> (loss, parts)`` on batches drawn from ``images``; the same code
-runs on a CPU, one GPU, or several (``accelerate launch``).
+``loss_fn(model, x0, generator, progress) -> (loss, parts)`` on batches drawn from ``images``
+(``progress`` is the share of training done, in [0, 1)); the same code runs on a CPU, one GPU,
+or several (``accelerate launch``). With ``keep_snapshots=True`` the weights at every checkpoint
+are also kept, as ``run_dir/snapshots/step_K.pt``, for analyses over training.
 
 What it guarantees:
 
@@ -38,7 +40,10 @@ from liftkd.data import to_model_range
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.csv"
 
-LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Generator], tuple[torch.Tensor, dict]]
+LossFn = Callable[
+    [torch.nn.Module, torch.Tensor, torch.Generator, float], tuple[torch.Tensor, dict]
+]
+SNAPSHOTS = "snapshots"
 # settings that may change between an interrupted run and its resumption
 _RESUMABLE_CHANGES = {"steps", "checkpoint_every"}
 
@@ -136,6 +141,7 @@ def train(
     desc: str = "train",
     progress: bool = True,
     accelerator: Accelerator | None = None,
+    keep_snapshots: bool = False,
 ) -> TrainResult:
     """Train ``model`` on uint8 ``images`` (N, C, H, W); see the module docstring."""
     if images.dtype != torch.uint8 or images.ndim != 4:
@@ -185,8 +191,19 @@ def train(
                 ckpt_path,
             )
             write_history(history, run_dir / HISTORY)
+            if keep_snapshots:
+                (run_dir / SNAPSHOTS).mkdir(exist_ok=True)
+                _atomic_save(
+                    accelerator.unwrap_model(model).state_dict(),
+                    run_dir / SNAPSHOTS / f"step_{step}.pt",
+                )
         accelerator.wait_for_everyone()
 
+    if keep_snapshots and start == 0 and accelerator.is_main_process:
+        (run_dir / SNAPSHOTS).mkdir(exist_ok=True)
+        _atomic_save(
+            accelerator.unwrap_model(model).state_dict(), run_dir / SNAPSHOTS / "step_0.pt"
+        )
     bar = tqdm(
         total=cfg.steps,
         initial=start,
@@ -201,7 +218,7 @@ def train(
             group["lr"] = lr
         idx = torch.randint(len(images), (cfg.batch_size,), generator=g)
         x0 = to_model_range(images[idx]).to(accelerator.device)
-        loss, parts = loss_fn(model, x0, g)
+        loss, parts = loss_fn(model, x0, g, step / cfg.steps)
         bad = None
         if not torch.isfinite(loss):
             bad = f"loss became {loss.item()}"

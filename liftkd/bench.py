@@ -1,0 +1,180 @@
+"""Benchmarks (``make bench``): cost of each objective, and sampling latency of pruned students.
+
+Run as ``python -m liftkd.bench --out figures/bench``. Writes ``objectives.csv`` and
+``objectives.md`` (forward+backward of each objective against OutKD, and its share of a whole
+KD step) and ``latency.csv`` / ``latency.md`` (DDIM seconds per image of the cpu teacher and its
+students at 0.3-0.9 pruning). Numbers are from this machine and its thread count, recorded beside
+them with the versions and the commit.
+
+A "KD step" here is what a distillation step costs besides the objective: a teacher forward
+pass, a student forward and backward pass and an optimiser step, with the cpu profile's U-Net
+(30, 60, 120) as teacher and its 90%-pruned student, at the resolution and channel count of each
+row. The paper's models are larger, so this step is cheaper than theirs and the share is an upper
+bound of what the objective costs there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from liftkd.config import get_profile
+from liftkd.losses import build_objective
+from liftkd.models import build_unet, noise_scheduler
+from liftkd.plots import write_table
+from liftkd.pruning import prune
+from liftkd.runs import write_results
+
+# (name, channels, resolution): every profile's output size, and the paper's pixel-space ones
+SIZES = [
+    ("smoke 8x8", 1, 8),
+    ("cpu 16x16", 1, 16),
+    ("mnist 28x28", 1, 28),
+    ("cifar 32x32x3", 3, 32),
+    ("celeba 64x64x3", 3, 64),
+]
+OBJECTIVES = [
+    ("outkd", {}),
+    ("lift", {}),
+    ("lift+place K=4", {"group_size": 4}),
+    ("lift+place K=16", {"group_size": 16}),
+    ("lift+place K=64", {"group_size": 64}),
+    ("dist", {}),
+]
+
+
+def _best_time(fn, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def objective_seconds(name: str, options: dict, eps, eS, eT, repeats: int) -> float:
+    objective = build_objective(name.split(" ")[0], **options)
+    leaf = eS.detach().clone().requires_grad_()
+
+    def step():
+        out = objective(eps, leaf, eT, progress=0.5)
+        out.total.backward()
+        leaf.grad = None
+
+    return _best_time(step, repeats)
+
+
+def kd_step_seconds(channels: int, resolution: int, batch: int, repeats: int) -> float:
+    p = get_profile("cpu")
+    teacher = build_unet(p.unet, resolution, channels).eval()
+    student, _ = prune(teacher, 0.9, "magnitude", progress=False)
+    student.train()
+    opt = torch.optim.AdamW(student.parameters(), lr=1e-4)
+    sched = noise_scheduler(p.diffusion)
+    x0 = torch.rand(batch, channels, resolution, resolution) * 2 - 1
+    noise = torch.randn_like(x0)
+    t = torch.randint(0, 1000, (batch,))
+    x_t = sched.add_noise(x0, noise, t)
+
+    def step():
+        with torch.no_grad():
+            eT = teacher(x_t, t).sample
+        eS = student(x_t, t).sample
+        loss = (eS - eT).square().mean()  # a stand-in objective; its own cost is measured apart
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return _best_time(step, repeats, warmup=1)
+
+
+def bench_objectives(batch: int, repeats: int) -> list[dict]:
+    rows = []
+    for label, channels, res in SIZES:
+        g = torch.Generator().manual_seed(0)
+        shape = (batch, channels, res, res)
+        eT = torch.randn(shape, generator=g)
+        eS = 0.8 * eT + 0.3 * torch.randn(shape, generator=g)
+        eps = torch.randn(shape, generator=g)
+        step = kd_step_seconds(channels, res, batch, max(2, repeats // 5))
+        base = None
+        for name, options in OBJECTIVES:
+            sec = objective_seconds(name, options, eps, eS, eT, repeats)
+            base = sec if name == "outkd" else base
+            rows.append(
+                {
+                    "size": label,
+                    "shape": "x".join(map(str, shape)),
+                    "objective": name,
+                    "fwd_bwd_ms": 1e3 * sec,
+                    "vs_outkd": sec / base,
+                    "kd_step_ms": 1e3 * step,
+                    "share_of_kd_step_pct": 100 * sec / (step + sec),
+                }
+            )
+            print(
+                f"{label:>15} {name:>16}: {1e3 * sec:8.3f} ms, {100 * sec / (step + sec):5.2f}% of a KD step"
+            )
+    return rows
+
+
+def bench_latency(batch: int) -> list[dict]:
+    from liftkd.evaluation import costs
+
+    p = get_profile("cpu")
+    teacher = build_unet(p.unet, p.data.resolution, p.data.channels).eval()
+    rows = []
+    base = costs(teacher, p, latency_batch=batch)
+    rows.append({"model": "teacher", "ratio": 0.0, **base, "latency_vs_teacher": 1.0})
+    for ratio in (0.3, 0.5, 0.7, 0.9):
+        student, _ = prune(teacher, ratio, "magnitude", progress=False)
+        c = costs(student, p, latency_batch=batch)
+        rows.append(
+            {
+                "model": f"student {ratio}",
+                "ratio": ratio,
+                **c,
+                "latency_vs_teacher": c["latency_s_per_image"] / base["latency_s_per_image"],
+            }
+        )
+        print(
+            f"student {ratio}: {1e3 * c['latency_s_per_image']:.2f} ms/image ({rows[-1]['latency_vs_teacher']:.2f}x)"
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="figures/bench")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--latency-batch", type=int, default=64)
+    ap.add_argument("--skip-latency", action="store_true")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    rows = bench_objectives(args.batch, args.repeats)
+    write_table(
+        rows,
+        out / "objectives",
+        f"Objective cost, forward+backward, batch {args.batch}, "
+        f"{torch.get_num_threads()} CPU threads",
+    )
+    results = {"objectives": rows, "settings": vars(args)}
+    if not args.skip_latency:
+        lat = bench_latency(args.latency_batch)
+        write_table(
+            lat,
+            out / "latency",
+            f"DDIM sampling latency per image, cpu profile, batch {args.latency_batch}",
+        )
+        results["latency"] = lat
+    write_results(out / "bench.json", results, notebook="make bench")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+import pytest
+
+from liftkd.config import PROFILES, get_profile
+
+
+def test_overrides_dotted_and_section():
+    p = get_profile("cpu", **{"teacher.steps": 7})
+    assert p.teacher.steps == 7 and p.teacher.batch_size == get_profile("cpu").teacher.batch_size
+    q = get_profile("cpu", teacher={"steps": 9, "lr": 5e-4})
+    assert (q.teacher.steps, q.teacher.lr) == (9, 5e-4)
+
+
+def test_nested_overrides_and_lists():
+    p = get_profile("cpu", **{"analysis.kd.steps": 5, "pruning.ratios": [0.5, 0.9]})
+    assert p.analysis.kd.steps == 5 and p.analysis.kd.lr == get_profile("cpu").analysis.kd.lr
+    assert p.pruning.ratios == (0.5, 0.9)
+    q = get_profile("cpu", analysis={"kd.steps": 7, "n_images": 3})
+    assert q.analysis.kd.steps == 7 and q.analysis.n_images == 3
+
+
+def test_none_override_keeps_profile_value():
+    assert (
+        get_profile("smoke", **{"teacher.steps": None}).teacher.steps
+        == get_profile("smoke").teacher.steps
+    )
+
+
+@pytest.mark.parametrize("bad", [{"teacher.stepz": 1}, {"nosection": 1}, {"teacher": {"foo": 1}}])
+def test_unknown_settings_are_errors(bad):
+    with pytest.raises(ValueError, match="unknown"):
+        get_profile("cpu", **bad)
+
+
+def test_unknown_profile():
+    with pytest.raises(ValueError, match="unknown profile"):
+        get_profile("laptop")
+
+
+@pytest.mark.parametrize("name", ["smoke", "cpu"])
+def test_offline_profiles_allow_a_real_90_percent_cut(name):
+    """Every width has >= 10 channels per GroupNorm group and per head (DESIGN.md's trap)."""
+    u = get_profile(name).unet
+    for width in u.block_out_channels:
+        assert width % u.norm_num_groups == 0 and width // u.norm_num_groups >= 10
+    assert u.attention_head_dim >= 10
+    assert all(w % u.attention_head_dim == 0 for w in u.block_out_channels[-1:])
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_profile_serialises(name):
+    d = get_profile(name).to_dict()
+    assert d["name"] == name and isinstance(d["unet"]["block_out_channels"], tuple)

@@ -1,0 +1,86 @@
+"""The linear probe and the exact coarse/fine split of the KD error."""
+
+import pytest
+import torch
+
+from liftkd.probe import corrected, decompose, grouped, ols_fit
+
+SHAPES = [
+    (2, 1, 8, 8),
+    (3, 1, 16, 16),
+    (2, 1, 28, 28),
+    (2, 3, 32, 32),
+    (2, 4, 16, 16),
+]  # last: a DiT's latent
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("group_size", [None, 16])
+def test_coarse_plus_fine_is_the_kd_error(shape, group_size):
+    g = torch.Generator().manual_seed(0)
+    eT = torch.randn(shape, generator=g, dtype=torch.float64)
+    eS = 0.7 * eT + 0.3 + 0.5 * torch.randn(shape, generator=g, dtype=torch.float64)
+    d = decompose(eS, eT, group_size=group_size, eps=0.0)
+    torch.testing.assert_close(d.coarse + d.fine, d.total, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(d.total.sum(), (eT - eS).square().sum())
+    assert 0 < d.coarse_share < 1
+
+
+def test_ols_matches_least_squares_solver():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(5, 50, generator=g, dtype=torch.float64)
+    y = 2.0 - 0.5 * x + 0.1 * torch.randn(5, 50, generator=g, dtype=torch.float64)
+    b0, b1 = ols_fit(x, y)
+    for i in range(5):
+        A = torch.stack([torch.ones(50, dtype=torch.float64), x[i]], 1)
+        sol = torch.linalg.lstsq(A, y[i, :, None]).solution.squeeze()
+        torch.testing.assert_close(torch.stack([b0[i], b1[i]]), sol)
+
+
+def test_student_equal_to_teacher_is_beta0_0_beta1_1():
+    eT = torch.randn(2, 3, 8, 8)
+    d = decompose(eT.clone(), eT, group_size=16)
+    torch.testing.assert_close(d.beta1, torch.ones_like(d.beta1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(d.beta0, torch.zeros_like(d.beta0), atol=1e-5, rtol=0)
+    assert d.total.abs().max() == 0
+
+
+def test_pure_shift_and_scale_is_all_coarse():
+    eS = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    d = decompose(eS, 3.0 * eS - 1.0)
+    assert d.fine.abs().max() < 1e-20 and d.coarse_share == pytest.approx(1.0)
+    torch.testing.assert_close(d.beta1, torch.full_like(d.beta1, 3.0))
+    torch.testing.assert_close(corrected(eS, 3.0 * eS - 1.0), 3.0 * eS - 1.0)
+
+
+def test_constant_channel_gives_no_nan():
+    eS = torch.zeros(2, 1, 8, 8)
+    eT = torch.randn(2, 1, 8, 8)
+    for eps in (0.0, 1e-7):
+        d = decompose(eS, eT, eps=eps)
+        assert torch.isfinite(d.beta0).all() and torch.isfinite(d.beta1).all()
+        torch.testing.assert_close(d.coarse + d.fine, d.total)
+
+
+def test_groups_are_ranked_by_difficulty():
+    eT = torch.zeros(1, 1, 4, 8)
+    eS = torch.arange(32.0).view(1, 1, 4, 8)  # error grows with the index
+    ((x, _),) = grouped(eS, eT, group_size=8)
+    assert x.shape == (1, 1, 4, 8)
+    assert torch.equal(x[0, 0, 0], torch.arange(8.0)) and torch.equal(
+        x[0, 0, 3], torch.arange(24.0, 32.0)
+    )
+
+
+def test_group_size_not_dividing_n():
+    eS, eT = torch.randn(2, 1, 6, 6), torch.randn(2, 1, 6, 6)  # N = 36
+    with pytest.raises(ValueError, match="N = 36 .* K = 16"):
+        decompose(eS, eT, group_size=16)
+    d = decompose(eS.double(), eT.double(), group_size=16, remainder="merge")
+    # 36 = 16 + (16 + 4): one regular group and the last one holding the 4 extra elements
+    assert d.n[0, 0].tolist() == [16.0, 20.0]
+    torch.testing.assert_close(d.coarse + d.fine, d.total)
+    with pytest.raises(ValueError, match="group size K must be in"):
+        decompose(eS, eT, group_size=64)
+    with pytest.raises(ValueError, match="same"):
+        decompose(eS, eT[:, :, :5])

@@ -1,0 +1,120 @@
+"""The training loop: reproducibility, resume after a kill, divergence, and what a rerun does."""
+
+import dataclasses
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from liftkd.config import get_profile
+from liftkd.data import load_splits
+from liftkd.models import build_unet, noise_scheduler
+from liftkd.teacher import denoising_loss, train_teacher
+from liftkd.train import CHECKPOINT, TrainingDiverged, lr_at, train
+
+
+def _profile(steps=6, every=3, seed=0):
+    return get_profile("smoke", teacher={"steps": steps, "checkpoint_every": every, "seed": seed})
+
+
+def _losses(result):
+    return [row["loss"] for row in result.history]
+
+
+def test_same_seed_same_losses(tmp_path):
+    a = train_teacher(_profile(), tmp_path / "a", progress=False)
+    b = train_teacher(_profile(), tmp_path / "b", progress=False)
+    c = train_teacher(_profile(seed=1), tmp_path / "c", progress=False)
+    assert _losses(a) == _losses(b)
+    assert _losses(a) != _losses(c)
+    for pa, pb in zip(a.ema.parameters(), b.ema.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+
+
+def test_finished_run_trains_no_more_and_can_be_extended(tmp_path):
+    first = train_teacher(_profile(steps=4, every=2), tmp_path, progress=False)
+    again = train_teacher(_profile(steps=4, every=2), tmp_path, progress=False)
+    assert first.steps_run == 4 and again.steps_run == 0 and _losses(again) == _losses(first)
+    longer = train_teacher(_profile(steps=6, every=2), tmp_path, progress=False)
+    assert longer.resumed_from == 4 and longer.steps_run == 2 and len(longer.history) == 6
+
+
+def test_other_settings_in_the_same_folder_are_refused(tmp_path):
+    train_teacher(_profile(steps=2, every=2), tmp_path, progress=False)
+    p = get_profile("smoke", teacher={"steps": 2, "checkpoint_every": 2, "lr": 5e-4})
+    with pytest.raises(ValueError, match="lr: 0.001 -> 0.0005"):
+        train_teacher(p, tmp_path, progress=False)
+
+
+def test_non_finite_loss_raises_and_keeps_last_good_checkpoint(tmp_path):
+    p = get_profile("smoke")
+    train_set, _ = load_splits(p.data)
+    model = build_unet(p.unet, 8, 1)
+    good = denoising_loss(noise_scheduler(p.diffusion))
+
+    def explodes_at_step_5(model, x0, g, progress):
+        loss, parts = good(model, x0, g, progress)
+        explodes_at_step_5.calls += 1
+        return (loss * float("nan") if explodes_at_step_5.calls == 6 else loss), parts
+
+    explodes_at_step_5.calls = 0
+    cfg = dataclasses.replace(p.teacher, steps=10, checkpoint_every=2)
+    with pytest.raises(TrainingDiverged, match="step 5; last good checkpoint: step 4") as info:
+        train(model, explodes_at_step_5, train_set.images, cfg, tmp_path, progress=False)
+    assert info.value.step == 5 and info.value.last_good_step == 4
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["step"] == 4
+
+
+def test_lr_schedule_warms_up_then_decays():
+    cfg = get_profile("cpu").teacher
+    assert lr_at(0, cfg) < lr_at(cfg.warmup_steps - 1, cfg) == pytest.approx(cfg.lr)
+    assert lr_at(cfg.steps, cfg) == pytest.approx(cfg.lr_min)
+    assert lr_at(cfg.warmup_steps, cfg) > lr_at(cfg.steps // 2, cfg) > lr_at(cfg.steps - 1, cfg)
+
+
+def test_bad_input_is_a_clear_error(tmp_path):
+    p = get_profile("smoke")
+    model = build_unet(p.unet, 8, 1)
+    with pytest.raises(ValueError, match="uint8"):
+        train(model, None, torch.zeros(4, 1, 8, 8), p.teacher, tmp_path)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_last_checkpoint(tmp_path, python):
+    """Kill a smoke teacher run with SIGKILL mid-way, rerun the same command, compare."""
+    steps, every = 150, 10
+    cmd = [
+        python,
+        "-m",
+        "liftkd.teacher",
+        "--profile",
+        "smoke",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--steps",
+        str(steps),
+        "--checkpoint-every",
+        str(every),
+        "--no-progress",
+    ]
+    ckpt = tmp_path / "run" / "teacher" / CHECKPOINT
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(ckpt, weights_only=False)["step"]
+    assert 0 < killed_at < steps, "the run was not interrupted mid-way"
+
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    assert f"resuming from step {killed_at} of {steps}" in out.stdout + out.stderr
+    resumed = torch.load(ckpt, weights_only=False)
+    assert resumed["step"] == steps and len(resumed["history"]) == steps
+
+    # the resumed run is the uninterrupted run, loss for loss
+    p = get_profile("smoke", teacher={"steps": steps, "checkpoint_every": every})
+    straight = train_teacher(p, tmp_path / "straight", progress=False)
+    assert [r["loss"] for r in resumed["history"]] == pytest.approx(_losses(straight), rel=1e-5)
