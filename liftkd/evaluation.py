@@ -63,9 +63,10 @@ def score(
 
 
 def floor(profile: Profile, run_dir: str | Path, n: int | None = None) -> dict:
-    """The real-vs-real floor: ``n`` held-out images (all by default) against the training split."""
+    """The real-vs-real floor: ``n`` held-out images (a fixed random subset; all by default)
+    against the training split."""
     train, holdout = load_splits(profile.data)
-    images = holdout.images if n is None else holdout.images[:n]
+    images = holdout.images if n is None else holdout.random_subset(n).images
     return score(profile, run_dir, images, train)
 
 

@@ -16,6 +16,7 @@ import torch_fidelity
 from torch.utils.data import Dataset
 
 from liftkd import feature_extractor
+from liftkd.pruning import count_macs_any
 
 PRC_NEIGHBOURS = 5
 
@@ -100,14 +101,6 @@ def count_macs(model: torch.nn.Module, resolution: int, channels: int) -> int:
     x = torch.zeros(1, channels, resolution, resolution)
     t = torch.zeros(1, dtype=torch.long)
     return count_macs_any(model, (x, t))
-
-
-def count_macs_any(model: torch.nn.Module, inputs) -> int:
-    """MACs of ``model(*inputs)`` or ``model(**inputs)`` (torch-pruning's counter)."""
-    import torch_pruning as tp
-
-    macs, _ = tp.utils.count_ops_and_params(model, inputs)
-    return int(macs)
 
 
 def latency_per_image(

