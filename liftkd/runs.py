@@ -38,14 +38,15 @@ def library_versions() -> dict[str, str]:
 
 
 def git_commit(cwd: str | Path | None = None) -> dict[str, Any]:
-    """HEAD and whether the work tree differs from it; ``None`` values outside a repository."""
+    """HEAD and whether tracked files (figures/ aside) differ from it; ``None`` outside a repository."""
     cwd = Path(cwd or Path(__file__).resolve().parent)
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            # outputs under figures/ are what a run writes, not a change of the code that made it
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)figures"],
             cwd=cwd,
             capture_output=True,
             text=True,
