@@ -39,9 +39,10 @@ SIZES = [
 OBJECTIVES = [
     ("outkd", {}),
     ("lift", {}),
-    ("lift+place K=4", {"group_size": 4}),
-    ("lift+place K=16", {"group_size": 16}),
-    ("lift+place K=64", {"group_size": 64}),
+    # remainder="merge" where K does not divide H*W (28x28 and K=64: 784 = 11 * 64 + 80)
+    ("lift+place K=4", {"group_size": 4, "remainder": "merge"}),
+    ("lift+place K=16", {"group_size": 16, "remainder": "merge"}),
+    ("lift+place K=64", {"group_size": 64, "remainder": "merge"}),
     ("dist", {}),
 ]
 
