@@ -46,7 +46,15 @@ def git_commit(cwd: str | Path | None = None) -> dict[str, Any]:
         ).stdout.strip()
         dirty = subprocess.run(
             # outputs under figures/ are what a run writes, not a change of the code that made it
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)figures"],
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":(exclude)figures",
+            ],
             cwd=cwd,
             capture_output=True,
             text=True,
