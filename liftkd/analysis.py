@@ -16,6 +16,9 @@ from liftkd.sampling import EpsFn
 
 @torch.no_grad()
 def _outputs(student, teacher, images, scheduler, t_val: int, seed: int, batch: int = 128):
+    """(eS, eT) on ``images`` noised to ``t_val`` with the noise of ``seed``, both in eval mode."""
+    student.eval()
+    teacher.eval()
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(images.shape, generator=g)
     eS, eT = [], []
@@ -39,8 +42,6 @@ def decomposition_over_timesteps(
     group_size: int | None = None,
 ) -> list[dict]:
     """One row per timestep: the KD error per image, its coarse and fine parts, the coefficients."""
-    student.eval()
-    teacher.eval()
     rows = []
     for t_val in timesteps:
         eS, eT = _outputs(student, teacher, images, scheduler, t_val, seed)
@@ -70,8 +71,6 @@ def error_maps(
     seed: int = 0,
 ) -> dict[int, torch.Tensor]:
     """Mean squared KD error per pixel, (H, W), at each timestep."""
-    student.eval()
-    teacher.eval()
     return {
         int(t): error_map(*_outputs(student, teacher, images, scheduler, t, seed))
         for t in timesteps
