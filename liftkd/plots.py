@@ -38,9 +38,7 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 10, title: str
     ax.axis("off")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    _save(fig, path)
-    return fig
+    return _finish(fig, path)
 
 
 def loss_curve(
@@ -69,6 +67,11 @@ def loss_curve(
     ax.legend()
     if title:
         ax.set_title(title)
+    return _finish(fig, path)
+
+
+def _finish(fig, path: str | Path):
+    """Lay out, write to ``path`` and return the figure (so that a notebook shows it)."""
     fig.tight_layout()
     _save(fig, path)
     return fig
@@ -108,9 +111,7 @@ def lines(
     if title:
         ax.set_title(title)
     if own:
-        fig.tight_layout()
-        _save(fig, path)
-        return fig
+        return _finish(fig, path)
     return ax
 
 
@@ -136,9 +137,7 @@ def heatmaps(
         ax.axis("off")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    _save(fig, path)
-    return fig
+    return _finish(fig, path)
 
 
 def bars(
@@ -162,9 +161,7 @@ def bars(
     ax.tick_params(axis="x", labelsize=8, rotation=20)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    _save(fig, path)
-    return fig
+    return _finish(fig, path)
 
 
 def write_table(rows: list[dict], stem: str | Path, title: str | None = None) -> None:

@@ -6,6 +6,17 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
+# (B, C, H, W) of the outputs the objectives and the probe must handle: every profile's size
+# (smoke 8x8, cpu 16x16), MNIST 28x28, CIFAR 32x32x3, CelebA 64x64x3, and a DiT's 4-channel latent
+OUTPUT_SHAPES = [
+    (4, 1, 8, 8),
+    (4, 1, 16, 16),
+    (2, 1, 28, 28),
+    (2, 3, 32, 32),
+    (2, 3, 64, 64),
+    (2, 4, 16, 16),
+]
+
 
 @pytest.fixture(autouse=True)
 def _seed():

@@ -8,15 +8,7 @@ from liftkd.features import FeatureTap
 from liftkd.losses import LIFT, OBJECTIVES, PLACE, build_objective, fixed_weight, lift_terms
 from liftkd.models import build_unet
 from liftkd.pruning import example_inputs, prune
-
-SIZES = [
-    (4, 1, 8, 8),
-    (4, 1, 16, 16),
-    (2, 1, 28, 28),
-    (2, 1, 32, 32),
-    (2, 3, 64, 64),
-    (2, 4, 16, 16),
-]
+from tests.conftest import OUTPUT_SHAPES
 
 
 def _pair(shape, seed=0, dtype=torch.float32):
@@ -27,7 +19,7 @@ def _pair(shape, seed=0, dtype=torch.float32):
     return eps, eS, eT
 
 
-@pytest.mark.parametrize("shape", SIZES, ids=str)
+@pytest.mark.parametrize("shape", OUTPUT_SHAPES, ids=str)
 def test_lift_equals_place_with_one_group_per_channel(shape):
     eps, eS, eT = _pair(shape, dtype=torch.float64)
     N = shape[2] * shape[3]
@@ -38,7 +30,7 @@ def test_lift_equals_place_with_one_group_per_channel(shape):
     torch.testing.assert_close(ga, gb)
 
 
-@pytest.mark.parametrize("shape", SIZES, ids=str)
+@pytest.mark.parametrize("shape", OUTPUT_SHAPES, ids=str)
 def test_place_runs_on_every_profile_size(shape):
     eps, eS, eT = _pair(shape)
     out = PLACE(group_size=16)(eps, eS, eT)

@@ -4,17 +4,10 @@ import pytest
 import torch
 
 from liftkd.probe import corrected, decompose, grouped, ols_fit
-
-SHAPES = [
-    (2, 1, 8, 8),
-    (3, 1, 16, 16),
-    (2, 1, 28, 28),
-    (2, 3, 32, 32),
-    (2, 4, 16, 16),
-]  # last: a DiT's latent
+from tests.conftest import OUTPUT_SHAPES
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("shape", OUTPUT_SHAPES, ids=str)
 @pytest.mark.parametrize("group_size", [None, 16])
 def test_coarse_plus_fine_is_the_kd_error(shape, group_size):
     g = torch.Generator().manual_seed(0)
