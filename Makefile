@@ -20,7 +20,27 @@ NOTEBOOKS := 00_feature_extractor 01_teacher 02_pruning 03_error_decomposition
 EXECUTED := $(patsubst %,$(RUN_DIR)/%.ipynb,$(NOTEBOOKS))
 PAPERMILL := $(PY) -m papermill --log-output --no-progress-bar --start-timeout 300
 
-.PHONY: help venv reproduce test bench lint lab clean clean-runs
+# The KD sweep (notebook 04, once per job): every objective of a ratio trained side by side, and
+# the LIFT+PLACE ablations at the highest ratio. These lists follow the profile's `distill`
+# section (tests/test_sweep.py checks that they agree with `python -m liftkd.sweep list`).
+ifeq ($(PROFILE),smoke)
+SWEEP_RATIOS ?= 0.5 0.9
+else ifeq ($(PROFILE),gpu)
+SWEEP_RATIOS ?= 0.3 0.5 0.7
+else
+SWEEP_RATIOS ?= 0.5 0.7 0.9
+endif
+ABLATION_RATIO ?= $(lastword $(SWEEP_RATIOS))
+SEEDS ?= $(if $(filter gpu,$(PROFILE)),0 1 2,0)
+SWEEP := $(foreach s,$(SEEDS),$(foreach r,$(SWEEP_RATIOS),main_r$(r)_s$(s)) ablation_r$(ABLATION_RATIO)_s$(s))
+SWEEP_RESULTS := $(patsubst %,$(RUN_DIR)/distill/%/results.json,$(SWEEP))
+# jobs at once in make reproduce, and torch threads per job (the cores shared between them)
+JOBS ?= 2
+THREADS ?= $(shell n=$$(( $$(nproc) / $(JOBS) )); echo $$(( n > 0 ? n : 1 )))
+# several GPUs: LAUNCH='accelerate launch --multi_gpu --num_processes 4' trains each job under it
+LAUNCH ?=
+
+.PHONY: help venv reproduce sweep test bench lint lab clean clean-runs
 
 help: ## list the targets
 	@echo "liftkd: LIFT and PLACE reproduced. PROFILE=smoke|cpu|gpu (now: $(PROFILE)), RUN_NAME, OVERRIDES"
@@ -34,8 +54,29 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create the project environment in .venv (done by every target that needs it)
 
-reproduce: $(EXECUTED) ## run every notebook of PROFILE; results into figures/
+reproduce: $(STAMP) ## run every notebook of PROFILE (the sweep JOBS at a time); results into figures/
+	@$(MAKE) --no-print-directory $(EXECUTED)
+	@$(MAKE) --no-print-directory -j$(JOBS) sweep
+	@$(MAKE) --no-print-directory $(RUN_DIR)/05_results.ipynb
 	@echo "done: executed notebooks in $(RUN_DIR), figures and results in $(FIGURES)"
+
+sweep: $(SWEEP_RESULTS) ## the KD jobs of notebook 04 (make -j2 sweep: two at once; SEEDS='0 1 2')
+
+# one KD job, e.g. make distill-main_r0.9_s0; done when its results.json exists
+distill-%: $(RUN_DIR)/distill/%/results.json
+	@:
+
+$(RUN_DIR)/distill/%/results.json: notebooks/04_distill.ipynb $(RUN_DIR)/02_pruning.ipynb | $(STAMP)
+	@mkdir -p $(@D) $(FIGURES)
+	@start=$$(date +%s); job=$*; group=$${job%%_r*}; rest=$${job#*_r}; \
+	ratio=$${rest%%_s*}; seed=$${rest##*_s}; \
+	$(if $(LAUNCH),$(LAUNCH) -m liftkd.sweep train --profile $(PROFILE) --run-dir $(RUN_DIR) \
+		--job $* --overrides '$(OVERRIDES)' &&) \
+	$(PAPERMILL) $< $(@D)/04_distill.partial.ipynb -p PROFILE $(PROFILE) -p RUN_DIR $(RUN_DIR) \
+		-p FIGURES_DIR $(FIGURES) -p GROUP $$group -p RATIO $$ratio -p SEED $$seed \
+		-p THREADS $(THREADS) -y "OVERRIDES: $(OVERRIDES)" \
+	&& mv $(@D)/04_distill.partial.ipynb $(@D)/04_distill.ipynb \
+	&& echo "04_distill $* ($(PROFILE)): $$(( $$(date +%s) - start )) s" | tee -a $(RUN_DIR)/timings.txt
 
 # one executed notebook per source notebook; an interrupted run leaves no executed copy behind
 $(RUN_DIR)/%.ipynb: notebooks/%.ipynb | $(STAMP)
@@ -50,6 +91,7 @@ $(RUN_DIR)/%.ipynb: notebooks/%.ipynb | $(STAMP)
 $(RUN_DIR)/01_teacher.ipynb: $(RUN_DIR)/00_feature_extractor.ipynb
 $(RUN_DIR)/02_pruning.ipynb: $(RUN_DIR)/01_teacher.ipynb
 $(RUN_DIR)/03_error_decomposition.ipynb: $(RUN_DIR)/02_pruning.ipynb
+$(RUN_DIR)/05_results.ipynb: $(SWEEP_RESULTS) $(RUN_DIR)/03_error_decomposition.ipynb
 
 test: $(STAMP) ## ruff (lint, format) and pytest, including the smoke profile end to end
 	$(PY) -m ruff check .

@@ -138,6 +138,40 @@ class AnalysisConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """The KD sweep (notebooks 04 and 05): which students, objectives, how long, how measured.
+
+    One job trains every objective of a (ratio, seed) side by side on identical batches, noise
+    and timesteps (one teacher forward per step); the ablation job does the same for
+    ``ablations`` at ``ablation_ratio``. Objectives are names of ``liftkd.losses`` with options
+    after a colon: ``"lift+place:group_size=4,coarse=l2"``. The learning rate schedule (AdamW,
+    warm-up then cosine to ``lr_min``) is identical for every objective of a ratio.
+    """
+
+    ratios: tuple[float, ...] = (0.5, 0.7, 0.9)
+    steps: tuple[int, ...] = (800, 1000, 1600)  # per ratio: longer at higher ratios, as the paper
+    objectives: tuple[str, ...] = ("nokd", "outkd", "featkd", "outkd+featkd", "lift", "lift+place")
+    group_size: int = 16  # PLACE's K where a spec does not set it
+    ablation_ratio: float = 0.9
+    ablations: tuple[str, ...] = (
+        "lift+place:schedule=none",
+        "lift+place:group_size=4",
+        "lift+place:group_size=64",
+        "lift+place:coarse=l2",
+    )
+    train: TrainConfig = TrainConfig(
+        steps=1000, batch_size=32, lr=1e-3, lr_min=1e-4, warmup_steps=100, ema_decay=0.999
+    )
+    evaluations: int = 4  # evenly spaced over training, the last at the end
+    eval_samples: int = 500  # images per FID during and at the end of training
+    eval_ddim_steps: int = 25
+    converged_within: float = 0.10  # last two evaluations within 10% in FID: converged
+    probe_timesteps: tuple[int, ...] = (100, 500, 900)
+    probe_images: int = 128  # held-out images for the coarse/fine shares over training
+    seeds: tuple[int, ...] = (0,)
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     data: DataConfig
@@ -149,6 +183,7 @@ class Profile:
     dit: DiTConfig = DiTConfig()
     pruning: PruningConfig = PruningConfig()
     analysis: AnalysisConfig = AnalysisConfig()
+    distill: DistillConfig = DistillConfig()
     # "classifier": the offline extractor above; "inception": torch-fidelity's InceptionV3
     feature_extractor: str = "classifier"
     # a local folder or hub id of a trained UNet2DModel; None trains the teacher
@@ -188,6 +223,19 @@ def _smoke() -> Profile:
             kd=TrainConfig(steps=20, batch_size=16, warmup_steps=5, checkpoint_every=10),
             corrected_ratios=(0.9,),
             n_samples=100,
+        ),
+        distill=DistillConfig(
+            ratios=(0.5, 0.9),
+            steps=(20, 20),
+            objectives=("nokd", "outkd", "lift+place"),
+            group_size=4,
+            ablations=("lift+place:schedule=none", "lift+place:group_size=16"),
+            train=TrainConfig(steps=20, batch_size=16, warmup_steps=5),
+            evaluations=2,
+            eval_samples=100,
+            eval_ddim_steps=10,
+            probe_timesteps=(100, 900),
+            probe_images=32,
         ),
     )
 

@@ -5,10 +5,17 @@ loop (``liftkd.train``: resume, EMA, divergence check) on ``KDModule(student, ob
 the objective's adapters, if any, are trained with the student. Each step draws x_0, noise and t,
 runs the teacher without gradients (tapping its features when the objective needs them) and
 the student through the module, and minimises ``objective(eps, eS, eT, fS, fT, progress)``.
+
+``distill_group(students, teacher, objectives, ...)`` trains several students side by side on the
+same batches, noise and timesteps: one teacher forward pass per step serves every student (the
+teacher's cost is paid once), and the comparison between objectives is paired. Each student has
+its own gradient clipping; a student whose loss or gradient becomes non-finite is marked diverged
+at that step and frozen, and the others go on.
 """
 
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -82,6 +89,128 @@ def distill(
         desc,
         progress,
         keep_snapshots=keep_snapshots,
+    )
+
+
+class KDGroup(nn.Module):
+    """Students trained side by side, each a ``KDModule``; ``diverged_at[i]`` is -1 while member i
+    trains, else the step at which its loss or gradient became non-finite (saved with the
+    checkpoint, so that a resumed run keeps it frozen)."""
+
+    def __init__(self, members: dict[str, KDModule]):
+        super().__init__()
+        if not members:
+            raise ValueError("a KD group needs at least one student")
+        self.names = list(members)
+        # ModuleDict keys may not contain dots
+        self.members = nn.ModuleDict({_key(n): m for n, m in members.items()})
+        self.register_buffer("diverged_at", torch.full((len(members),), -1, dtype=torch.long))
+        self.uses_features = any(m.objective.uses_features for m in members.values())
+        self._step = 0
+
+    def member(self, name: str) -> KDModule:
+        return self.members[_key(name)]
+
+    def active(self) -> list[int]:
+        return [i for i in range(len(self.names)) if int(self.diverged_at[i]) < 0]
+
+    def forward(self, x_t, t, noise, eT, fT, progress, step: int):
+        self._step = step
+        total, parts = None, {}
+        for i, name in enumerate(self.names):
+            if int(self.diverged_at[i]) >= 0:
+                parts[f"{name}/loss"] = math.nan
+                continue
+            out = self.member(name)(x_t, t, noise, eT, fT, progress)
+            if not torch.isfinite(out.total):
+                self.diverged_at[i] = step
+                parts[f"{name}/loss"] = math.nan
+                continue
+            total = out.total if total is None else total + out.total
+            parts[f"{name}/loss"] = out.total.detach()
+            parts.update({f"{name}/{k}": v for k, v in out.parts.items()})
+        if total is None:  # every student has diverged: the loop stops with TrainingDiverged
+            total = torch.tensor(math.nan, device=x_t.device)
+        return total, parts
+
+    def clip_gradients(self, max_norm: float) -> torch.Tensor:
+        """Clip each student's gradient on its own; freeze a student whose norm is non-finite.
+
+        Returns the largest finite norm (what the loop logs and checks)."""
+        norms = []
+        for i in self.active():
+            params = [p for p in self.member(self.names[i]).parameters() if p.grad is not None]
+            if not params:
+                continue
+            norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+            if torch.isfinite(norm):
+                norms.append(norm)
+            else:
+                self.diverged_at[i] = self._step
+                for p in params:
+                    p.grad = None
+        return torch.stack(norms).max() if norms else torch.tensor(0.0)
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "_")
+
+
+def kd_group_loss_fn(teacher: nn.Module, scheduler: DDPMScheduler, steps: int):
+    """The loss of a ``KDGroup``: one teacher forward (features tapped once) for all students."""
+    teacher.requires_grad_(False).eval()
+    T = scheduler.config.num_train_timesteps
+
+    def loss_fn(model: nn.Module, x0: torch.Tensor, g: torch.Generator, progress: float):
+        group = model.module if hasattr(model, "module") else model
+        noise = torch.randn(x0.shape, generator=g).to(x0.device)
+        t = torch.randint(0, T, (x0.shape[0],), generator=g).to(x0.device)
+        x_t = scheduler.add_noise(x0, noise, t)
+        if next(teacher.parameters()).device != x0.device:
+            teacher.to(x0.device)
+        tap = FeatureTap(teacher, detach=True) if group.uses_features else nullcontext()
+        with torch.no_grad(), tap:
+            eT = teacher(x_t, t).sample
+        fT = tap.features if group.uses_features else None
+        return model(x_t, t, noise, eT, fT, progress, round(progress * steps))
+
+    return loss_fn
+
+
+def distill_group(
+    students: dict[str, nn.Module],
+    teacher: nn.Module,
+    objectives: dict[str, Objective],
+    images: torch.Tensor,
+    cfg: TrainConfig,
+    scheduler: DDPMScheduler,
+    run_dir: str | Path,
+    desc: str = "kd",
+    progress: bool = True,
+    snapshots: str | None = "ema",
+    snapshot_every: int | None = None,
+    accelerator=None,
+) -> TrainResult:
+    """Train every ``students[name]`` with ``objectives[name]`` side by side (see the module
+    docstring). The result's ``ema`` is a ``KDGroup``: ``ema.member(name).student`` is the EMA
+    student, ``ema.diverged_at`` who diverged where."""
+    if set(students) != set(objectives):
+        raise ValueError(
+            f"one objective per student: students {sorted(students)}, "
+            f"objectives {sorted(objectives)}"
+        )
+    group = KDGroup({n: KDModule(students[n], objectives[n]) for n in students})
+    return train(
+        group,
+        kd_group_loss_fn(teacher, scheduler, cfg.steps),
+        images,
+        cfg,
+        run_dir,
+        desc,
+        progress,
+        accelerator=accelerator,
+        keep_snapshots=snapshots or False,
+        snapshot_every=snapshot_every,
     )
 
 

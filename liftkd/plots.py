@@ -182,3 +182,18 @@ def write_table(rows: list[dict], stem: str | Path, title: str | None = None) ->
     ]
     lines_ += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
     stem.with_suffix(".md").write_text("\n".join(lines_) + "\n")
+
+
+def sample_rows(rows: dict[str, torch.Tensor], path: str | Path, title: str | None = None):
+    """One labelled row of uint8 samples per entry: the objectives side by side."""
+    n = len(rows)
+    fig, axes = plt.subplots(n, 1, figsize=(7, 0.8 * n + 0.5), squeeze=False)
+    for ax, (label, images) in zip(axes[:, 0], rows.items(), strict=True):
+        grid = image_grid(images, nrow=len(images))
+        ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=255)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, path)

@@ -7,6 +7,7 @@ uncommitted changes), the host and the time. ``read_results`` reads it back.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -83,6 +84,8 @@ def run_metadata(profile: Any = None, **extra: Any) -> dict[str, Any]:
 
 
 def _jsonable(x: Any) -> Any:
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return _jsonable(dataclasses.asdict(x))
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):

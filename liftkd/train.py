@@ -3,8 +3,13 @@
 ``train(model, loss_fn, images, cfg, run_dir)`` runs ``cfg.steps`` optimisation steps of
 ``loss_fn(model, x0, generator, progress) -> (loss, parts)`` on batches drawn from ``images``
 (``progress`` is the share of training done, in [0, 1)); the same code runs on a CPU, one GPU,
-or several (``accelerate launch``). With ``keep_snapshots=True`` the weights at every checkpoint
-are also kept, as ``run_dir/snapshots/step_K.pt``, for analyses over training.
+or several (``accelerate launch``). With ``keep_snapshots=True`` (or ``"model"``) the weights at
+every checkpoint are also kept, as ``run_dir/snapshots/step_K.pt``, for analyses over training;
+with ``"ema"`` their EMA is kept instead (what evaluations over training sample from);
+``snapshot_every`` keeps only the checkpoints at multiples of it (and the last).
+
+A model that defines ``clip_gradients(max_norm) -> norm`` clips its own gradients (a group of
+students side by side clips each student on its own); others are clipped as one.
 
 What it guarantees:
 
@@ -141,7 +146,8 @@ def train(
     desc: str = "train",
     progress: bool = True,
     accelerator: Accelerator | None = None,
-    keep_snapshots: bool = False,
+    keep_snapshots: bool | str = False,
+    snapshot_every: int | None = None,
 ) -> TrainResult:
     """Train ``model`` on uint8 ``images`` (N, C, H, W); see the module docstring."""
     if images.dtype != torch.uint8 or images.ndim != 4:
@@ -152,6 +158,11 @@ def train(
         raise ValueError(
             f"steps and batch_size must be positive, got {cfg.steps}, {cfg.batch_size}"
         )
+    if keep_snapshots not in (False, True, "model", "ema", None):
+        raise ValueError(
+            f"keep_snapshots must be False, True, 'model' or 'ema', got {keep_snapshots!r}"
+        )
+    snapshot_ema = keep_snapshots == "ema"
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / CHECKPOINT
@@ -191,12 +202,10 @@ def train(
                 ckpt_path,
             )
             write_history(history, run_dir / HISTORY)
-            if keep_snapshots:
+            if keep_snapshots and (step % (snapshot_every or 1) == 0 or step == cfg.steps):
                 (run_dir / SNAPSHOTS).mkdir(exist_ok=True)
-                _atomic_save(
-                    accelerator.unwrap_model(model).state_dict(),
-                    run_dir / SNAPSHOTS / f"step_{step}.pt",
-                )
+                weights = ema if snapshot_ema else accelerator.unwrap_model(model)
+                _atomic_save(weights.state_dict(), run_dir / SNAPSHOTS / f"step_{step}.pt")
         accelerator.wait_for_everyone()
 
     if keep_snapshots and start == 0 and accelerator.is_main_process:
@@ -225,7 +234,11 @@ def train(
         else:
             opt.zero_grad(set_to_none=True)
             accelerator.backward(loss)
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            unwrapped = accelerator.unwrap_model(model)
+            if hasattr(unwrapped, "clip_gradients"):
+                grad_norm = unwrapped.clip_gradients(cfg.grad_clip)
+            else:
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             if not torch.isfinite(grad_norm):
                 bad = f"gradient norm became {grad_norm.item()}"
         if bad is not None:
