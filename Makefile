@@ -13,9 +13,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-RUN_DIR := runs/$(RUN_NAME)
+RUN_DIR ?= runs/$(RUN_NAME)
 # the cpu profile's figures are the committed ones; other runs draw into their own folder
-FIGURES := $(if $(filter cpu,$(RUN_NAME)),figures,figures/$(RUN_NAME))
+FIGURES ?= $(if $(filter cpu,$(RUN_NAME)),figures,figures/$(RUN_NAME))
 NOTEBOOKS := 00_feature_extractor 01_teacher 02_pruning 03_error_decomposition
 EXECUTED := $(patsubst %,$(RUN_DIR)/%.ipynb,$(NOTEBOOKS))
 PAPERMILL := $(PY) -m papermill --log-output --no-progress-bar --start-timeout 300
@@ -40,7 +40,7 @@ THREADS ?= $(shell n=$$(( $$(nproc) / $(JOBS) )); echo $$(( n > 0 ? n : 1 )))
 # several GPUs: LAUNCH='accelerate launch --multi_gpu --num_processes 4' trains each job under it
 LAUNCH ?=
 
-.PHONY: help venv reproduce sweep test bench lint lab clean clean-runs
+.PHONY: help venv reproduce sweep list-sweep test bench lint lab clean clean-runs
 
 help: ## list the targets
 	@echo "liftkd: LIFT and PLACE reproduced. PROFILE=smoke|cpu|gpu (now: $(PROFILE)), RUN_NAME, OVERRIDES"
@@ -61,6 +61,9 @@ reproduce: $(STAMP) ## run every notebook of PROFILE (the sweep JOBS at a time);
 	@echo "done: executed notebooks in $(RUN_DIR), figures and results in $(FIGURES)"
 
 sweep: $(SWEEP_RESULTS) ## the KD jobs of notebook 04 (make -j2 sweep: two at once; SEEDS='0 1 2')
+
+list-sweep: ## the sweep's jobs for PROFILE and SEEDS, one per line
+	@printf '%s\n' $(SWEEP)
 
 # one KD job, e.g. make distill-main_r0.9_s0; done when its results.json exists
 distill-%: $(RUN_DIR)/distill/%/results.json

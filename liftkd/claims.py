@@ -73,13 +73,15 @@ def claim1(rows, ratios, tol_sharp: float = 2.0) -> dict:
     g = _by(rows)
     lo, hi = min(ratios), max(ratios)
     parts, sharp = [], []
-    for obj in (*KD_BASELINES, OURS):
+    for obj in [o for o in (*KD_BASELINES, OURS) if g[(o, lo)] and g[(o, hi)]]:
         f_lo, f_hi = mean_fid(g[(obj, lo)])[0], mean_fid(g[(obj, hi)])[0]
         factor = f_hi / f_lo if not math.isnan(f_hi) else math.inf
         parts.append(f"{obj}: {_fmt(f_lo)} -> {_fmt(f_hi)} (x{_fmt(factor)})")
         if obj in KD_BASELINES:
             sharp.append(factor >= tol_sharp)
-    if all(sharp):
+    if not sharp:
+        verdict, why = "inconclusive", "no KD baseline was trained at both ratios"
+    elif all(sharp):
         verdict, why = "supported", f"every KD baseline's FID grew >= {tol_sharp:g}x"
     elif not any(sharp):
         verdict, why = "not supported", f"no KD baseline's FID grew {tol_sharp:g}x"
@@ -154,8 +156,11 @@ def claim3(rows, ratios, tol: float = 0.05) -> dict:
     g = _by(rows)
     worse, parts = [], []
     for r in sorted(ratios):
+        present = [o for o in KD_BASELINES if g[(o, r)]]
+        if not g[(OURS, r)] or not present:
+            continue
         ours = mean_fid(g[(OURS, r)])
-        best = min(KD_BASELINES, key=lambda o: _nan_last(mean_fid(g[(o, r)])[0]))
+        best = min(present, key=lambda o: _nan_last(mean_fid(g[(o, r)])[0]))
         c = compare(ours, mean_fid(g[(best, r)]), tol)
         parts.append(
             f"{r:.0%}: LIFT+PLACE {_fmt(ours[0])} vs best KD baseline {best} "
@@ -163,6 +168,14 @@ def claim3(rows, ratios, tol: float = 0.05) -> dict:
         )
         if c > 0:
             worse.append(f"{r:.0%}")
+    if not parts:
+        return {
+            "claim": 3,
+            "text": "LIFT+PLACE is at least as good as every KD baseline at every pruning ratio",
+            "measured": "LIFT+PLACE and a KD baseline were not both trained at any ratio",
+            "verdict": "inconclusive",
+            "why": "not run",
+        }
     verdict = "supported" if not worse else "not supported"
     why = (
         f"at every ratio LIFT+PLACE is better than or within {tol:.0%} of the best KD baseline"
@@ -233,17 +246,19 @@ def claim5(rows, ratios, ablation_ratio: float, group_size: int, tol: float = 0.
     g = _by(rows)
     ours_spec = OURS
     parts, checks = [], {}
+    both = [r for r in sorted(ratios) if g[(ours_spec, r)] and g[("lift", r)]]
     place_vs_lift = [
-        compare(mean_fid(g[(ours_spec, r)]), mean_fid(g[("lift", r)]), tol) for r in ratios
+        compare(mean_fid(g[(ours_spec, r)]), mean_fid(g[("lift", r)]), tol) for r in both
     ]
     parts.append(
         "LIFT+PLACE vs LIFT: "
         + "; ".join(
             f"{r:.0%}: {_fmt(mean_fid(g[(ours_spec, r)])[0])} vs {_fmt(mean_fid(g[('lift', r)])[0])}"
-            for r in sorted(ratios)
+            for r in both
         )
     )
-    checks["PLACE adds to LIFT"] = _direction(place_vs_lift)
+    if both:
+        checks["PLACE adds to LIFT"] = _direction(place_vs_lift)
     fixed = "lift+place:schedule=none"
     if g[(fixed, ablation_ratio)]:
         c = compare(
@@ -265,7 +280,9 @@ def claim5(rows, ratios, ablation_ratio: float, group_size: int, tol: float = 0.
             )
         )
     values = list(checks.values())
-    if all(v == "better" for v in values):
+    if not values:
+        verdict, why = "inconclusive", "neither LIFT nor the fixed-weight ablation was run"
+    elif all(v == "better" for v in values):
         verdict, why = "supported", "; ".join(f"{k}: yes" for k in checks)
     elif any(v == "worse" for v in values):
         verdict, why = "not supported", "; ".join(f"{k}: {v}" for k, v in checks.items())

@@ -129,7 +129,7 @@ def eval_steps(steps: int, evaluations: int) -> list[int]:
     return [every * (i + 1) for i in range(evaluations)]
 
 
-def _checkpoint_every(eval_every: int, target: int = 125) -> int:
+def _checkpoint_every(eval_every: int, target: int) -> int:
     """The largest divisor of ``eval_every`` not above ``target``: checkpoints fall on evaluations."""
     return max(d for d in range(1, min(eval_every, target) + 1) if eval_every % d == 0)
 
@@ -161,7 +161,10 @@ def make_job(
         parse_spec(spec)  # fail here, not an hour into training
     every = eval_steps(steps, cfg.evaluations)[0]
     train_cfg = dataclasses.replace(
-        cfg.train, steps=steps, seed=seed, checkpoint_every=_checkpoint_every(every)
+        cfg.train,
+        steps=steps,
+        seed=seed,
+        checkpoint_every=_checkpoint_every(every, cfg.train.checkpoint_every),
     )
     return Job(group, float(ratio), int(seed), tuple(objectives), train_cfg, cfg.evaluations)
 

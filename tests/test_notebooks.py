@@ -23,21 +23,17 @@ def test_one_parameters_cell_and_no_outputs(path):
 
 
 @pytest.mark.slow
-def test_smoke_profile_end_to_end(tmp_path, python):
+def test_smoke_profile_end_to_end(tmp_path):
+    """make reproduce on the smoke profile: every notebook, the sweep two jobs at a time; then a
+    rerun does nothing, and a job whose results are missing is the only one redone."""
     run_dir, figures = tmp_path / "run", tmp_path / "figures"
-    run_dir.mkdir()
-    for path in NOTEBOOKS:
-        args = ["--no-progress-bar", "--start-timeout", "300", "-p", "PROFILE", "smoke"]
-        args += ["-p", "RUN_DIR", str(run_dir), "-p", "FIGURES_DIR", str(figures)]
-        done = subprocess.run(
-            [python, "-m", "papermill", str(path), str(run_dir / path.name), *args],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-        )
-        assert done.returncode == 0, (
-            f"{path.name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
-        )
+    make = ["make", "--no-print-directory", "PROFILE=smoke", f"RUN_DIR={run_dir}"]
+    make += [f"FIGURES={figures}"]
+    done = subprocess.run([*make, "reproduce"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, (
+        f"make reproduce failed:\n{done.stdout[-4000:]}\n{done.stderr[-6000:]}"
+    )
+
     fx = json.loads((figures / "00_feature_extractor.json").read_text())
     assert 0.1 < fx["results"]["classifier"]["holdout_accuracy"] <= 1.0
     assert fx["results"]["floor"]["fid"] < fx["results"]["reference_points"]["uniform_noise"]["fid"]
@@ -47,3 +43,42 @@ def test_smoke_profile_end_to_end(tmp_path, python):
     assert teacher["meta"]["profile"]["name"] == "smoke"
     for png in ["00_real_images.png", "01_teacher_samples.png", "01_teacher_loss.png"]:
         assert (figures / png).stat().st_size > 1000
+
+    # the sweep: every job, every objective, evaluated at step 0 and at each evaluation step
+    jobs = ["main_r0.5_s0", "main_r0.9_s0", "ablation_r0.9_s0"]
+    for job in jobs:
+        res = json.loads((figures / "04_distill" / f"{job}.json").read_text())["results"]
+        assert len(res["rows"]) == len(res["objectives"]) >= 2
+        assert {row["status"] for row in res["rows"]} <= {"converged", "did not converge"}
+        steps = sorted({e["step"] for e in res["evals"]})
+        assert steps == [0, *res["eval_steps"]]
+        assert res["student_costs"]["params"] < res["teacher_params"]
+        assert (figures / "04_distill" / f"{job}_samples.png").stat().st_size > 1000
+    claims = (figures / "claims.md").read_text()
+    for n in range(1, 8):
+        assert f"\n| {n} |" in claims
+    assert (
+        claims.count("**supported**")
+        + claims.count("**not supported**")
+        + claims.count("**inconclusive**")
+        == 7
+    )
+    assert (figures / "05_fid_table.md").exists() and (figures / "05_fid_vs_ratio.png").exists()
+    timings = (run_dir / "timings.txt").read_text()
+    assert all(f"04_distill {job} (smoke)" in timings for job in jobs)
+
+    # nothing changed: nothing to do
+    again = subprocess.run([*make, "reproduce"], cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 0 and "papermill" not in again.stdout + again.stderr
+    assert (run_dir / "timings.txt").read_text() == timings
+
+    # a job that did not finish (its results missing) is the only one run again, and its
+    # training and evaluations are found on disk, not redone
+    (run_dir / "distill" / "main_r0.9_s0" / "results.json").unlink()
+    evals = (run_dir / "distill" / "main_r0.9_s0" / "evals.csv").read_text()
+    redo = subprocess.run([*make, "reproduce"], cwd=REPO, capture_output=True, text=True)
+    assert redo.returncode == 0, redo.stderr[-4000:]
+    added = (run_dir / "timings.txt").read_text()[len(timings) :]
+    assert "04_distill main_r0.9_s0" in added and "main_r0.5_s0" not in added
+    assert "0 steps run now" in redo.stdout + redo.stderr
+    assert (run_dir / "distill" / "main_r0.9_s0" / "evals.csv").read_text() == evals

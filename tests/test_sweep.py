@@ -1,0 +1,234 @@
+"""The KD sweep: job plans, objective specs, students trained side by side, divergence, resume."""
+
+import copy
+import math
+import subprocess
+
+import pytest
+import torch
+
+from liftkd import sweep
+from liftkd.config import TrainConfig, get_profile
+from liftkd.distill import KDGroup, KDModule, distill, distill_group
+from liftkd.losses import LossOutput, Objective, build_objective
+from liftkd.models import build_unet, noise_scheduler
+from liftkd.pruning import prune
+from liftkd.train import TrainingDiverged
+from tests.conftest import REPO
+
+# ---- specs and plans ----------------------------------------------------------------------
+
+
+def test_spec_options_are_parsed_and_place_gets_the_sweeps_k():
+    assert sweep.parse_spec("outkd") == ("outkd", {})
+    assert sweep.parse_spec("lift+place", 16) == ("lift+place", {"group_size": 16})
+    name, opts = sweep.parse_spec("lift+place:group_size=4,coarse=l2,schedule=none", 16)
+    assert name == "lift+place" and opts == {"group_size": 4, "coarse": "l2", "schedule": "none"}
+    assert sweep.label("lift+place:schedule=none", 16) == "LIFT+PLACE (K=16, w=1)"
+    assert sweep.label("outkd+featkd") == "OutKD+FeatKD"
+    with pytest.raises(ValueError, match="key=value"):
+        sweep.parse_spec("lift+place:group_size")
+
+
+def test_cpu_plan_is_the_issue_sweep():
+    profile = get_profile("cpu")
+    jobs = {j.name: j for j in sweep.plan(profile)}
+    assert set(jobs) == {"main_r0.5_s0", "main_r0.7_s0", "main_r0.9_s0", "ablation_r0.9_s0"}
+    main = jobs["main_r0.9_s0"]
+    assert main.objectives == (
+        "nokd",
+        "outkd",
+        "featkd",
+        "outkd+featkd",
+        "lift",
+        "lift+place",
+    )
+    ablation = jobs["ablation_r0.9_s0"]
+    # the ablation job trains as long as the main job of its ratio, on the same batches (seed)
+    assert ablation.train == main.train
+    assert "lift+place:schedule=none" in ablation.objectives
+    assert "lift+place:coarse=l2" in ablation.objectives
+    ks = {sweep.parse_spec(s, 16)[1]["group_size"] for s in (*ablation.objectives, "lift+place")}
+    assert ks == {4, 16, 64}
+    for job in jobs.values():  # checkpoints fall on evaluation steps, the last at the end
+        assert job.eval_steps[-1] == job.train.steps
+        assert all(s % job.train.checkpoint_every == 0 for s in job.eval_steps)
+    assert jobs["main_r0.9_s0"].train.steps > jobs["main_r0.5_s0"].train.steps
+
+
+def test_bad_jobs_fail_before_training():
+    profile = get_profile("cpu")
+    with pytest.raises(ValueError, match="not in the profile"):
+        sweep.make_job(profile, "main", 0.8, 0)
+    with pytest.raises(ValueError, match="unknown job group"):
+        sweep.make_job(profile, "extra", 0.9, 0)
+    with pytest.raises(ValueError, match="divide"):
+        sweep.eval_steps(1001, 4)
+    with pytest.raises(ValueError, match="main_r0.9_s0"):
+        sweep.parse_job_name("r0.9")
+    assert sweep.parse_job_name("ablation_r0.9_s2") == ("ablation", 0.9, 2)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
+def test_makefile_jobs_match_the_profile(profile):
+    seeds = [str(s) for s in get_profile(profile).distill.seeds]
+    make = subprocess.run(
+        ["make", "--no-print-directory", "list-sweep", f"PROFILE={profile}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert sorted(make) == sorted(j.name for j in sweep.plan(get_profile(profile)))
+    assert {sweep.parse_job_name(n)[2] for n in make} == {int(s) for s in seeds}
+
+
+def test_gpu_profile_resolves_and_its_ratios_are_reachable():
+    profile = get_profile("gpu")
+    d = profile.distill
+    assert d.train.lr == d.train.lr_min == 2e-4 and d.train.ema_decay == 0.9999
+    assert d.eval_samples == 50_000 and d.eval_ddim_steps == 100 and len(d.seeds) >= 3
+    assert profile.feature_extractor == "inception"
+    jobs = sweep.plan(profile)
+    assert len(jobs) == 4 * len(d.seeds)
+    # the dry run: the make targets of the sweep, under accelerate launch when asked
+    dry = subprocess.run(
+        ["make", "-n", "sweep", "PROFILE=gpu", "LAUNCH=accelerate launch --multi_gpu"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert dry.count("accelerate launch --multi_gpu -m liftkd.sweep train") == len(jobs)
+    # the teacher's architecture (random weights, nothing downloaded) prunes at the top ratio
+    teacher = build_unet(profile.unet, profile.data.resolution, profile.data.channels)
+    student, report = prune(teacher, max(d.ratios), "magnitude")
+    assert report.param_ratio < 0.15
+
+
+# ---- side by side -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    profile = get_profile("smoke")
+    torch.manual_seed(0)
+    teacher = build_unet(profile.unet, 8, 1).eval()
+    student, _ = prune(teacher, 0.5, "magnitude")
+    images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
+    return profile, teacher, student, images
+
+
+def _objective(name, student, teacher, **opts):
+    example = {"sample": torch.randn(2, 1, 8, 8), "timestep": torch.tensor([1, 2])}
+    return build_objective(name, student, teacher, example, **opts)
+
+
+CFG = TrainConfig(steps=6, batch_size=8, warmup_steps=2, checkpoint_every=3, seed=3)
+
+
+def test_side_by_side_equals_training_each_student_alone(tiny, tmp_path):
+    """One teacher forward for all is only a saving: every student ends exactly as if trained
+    alone on the same seed (same batches, noise, timesteps; own clipping and optimiser state)."""
+    profile, teacher, student, images = tiny
+    sched = noise_scheduler(profile.diffusion)
+    names = ["outkd", "featkd", "lift+place"]
+    students = {n: copy.deepcopy(student) for n in names}
+    opts = {"lift+place": {"group_size": 4}}
+    objectives = {n: _objective(n, students[n], teacher, **opts.get(n, {})) for n in names}
+    initial = copy.deepcopy(objectives)  # the FitNet adapters' initial weights
+    group = distill_group(
+        students, teacher, objectives, images, CFG, sched, tmp_path / "g", progress=False
+    )
+    for n in names:
+        alone = copy.deepcopy(student)
+        obj = copy.deepcopy(initial[n])
+        res = distill(alone, teacher, obj, images, CFG, sched, tmp_path / n, progress=False)
+        ours = group.ema.member(n).student.state_dict()
+        for k, v in res.ema.student.state_dict().items():
+            torch.testing.assert_close(ours[k], v, rtol=1e-5, atol=1e-6, msg=f"{n}: {k}")
+    assert (group.ema.diverged_at == -1).all()
+    # the snapshots the evaluations sample from are the EMA weights
+    snaps = sorted(p.name for p in (tmp_path / "g" / "snapshots").iterdir())
+    assert snaps == ["step_0.pt", "step_3.pt", "step_6.pt"]
+    last = torch.load(tmp_path / "g" / "snapshots" / "step_6.pt", weights_only=True)
+    for k, v in group.ema.state_dict().items():
+        torch.testing.assert_close(last[k], v)
+
+
+class _BlowsUp(Objective):
+    """OutKD that returns NaN from ``at`` (share of training) on."""
+
+    def __init__(self, at: float):
+        super().__init__()
+        self.at = at
+
+    def forward(self, eps, eS, eT, fS=None, fT=None, progress=None):
+        loss = (eS - eT).square().flatten(1).sum(1).mean()
+        if progress >= self.at:
+            loss = loss * math.nan
+        return LossOutput(loss, {})
+
+
+def test_a_diverged_student_is_frozen_and_the_others_go_on(tiny, tmp_path):
+    profile, teacher, student, images = tiny
+    sched = noise_scheduler(profile.diffusion)
+    students = {"bad": copy.deepcopy(student), "good": copy.deepcopy(student)}
+    objectives = {"bad": _BlowsUp(at=0.5), "good": _objective("outkd", students["good"], teacher)}
+    res = distill_group(students, teacher, objectives, images, CFG, sched, tmp_path, progress=False)
+    assert res.ema.diverged_at.tolist() == [3, -1]  # progress 3/6 = 0.5
+    assert all(math.isnan(r["bad/loss"]) for r in res.history[3:])
+    assert all(math.isfinite(r["good/loss"]) for r in res.history)
+    # frozen from the step it diverged: its weights are those after step 3 (the checkpoint)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 6 and ckpt["model"]["diverged_at"].tolist() == [3, -1]
+
+    # resuming (here: extending) keeps it frozen; the summary calls it diverged
+    longer = TrainConfig(**{**CFG.__dict__, "steps": 9})
+    students2 = {"bad": copy.deepcopy(student), "good": copy.deepcopy(student)}
+    objectives2 = {"bad": _BlowsUp(at=0.0), "good": _objective("outkd", students2["good"], teacher)}
+    res2 = distill_group(
+        students2, teacher, objectives2, images, longer, sched, tmp_path, progress=False
+    )
+    assert res2.ema.diverged_at.tolist() == [3, -1] and res2.steps_run == 3
+    assert sweep.convergence([100.0, math.nan], 0.1) == "diverged"
+
+
+def test_every_student_diverged_stops_the_run(tiny, tmp_path):
+    profile, teacher, student, images = tiny
+    students = {"a": copy.deepcopy(student)}
+    with pytest.raises(TrainingDiverged):
+        distill_group(
+            students,
+            teacher,
+            {"a": _BlowsUp(at=0.0)},
+            images,
+            CFG,
+            noise_scheduler(profile.diffusion),
+            tmp_path,
+            progress=False,
+        )
+
+
+def test_group_needs_one_objective_per_student(tiny, tmp_path):
+    profile, teacher, student, images = tiny
+    with pytest.raises(ValueError, match="one objective per student"):
+        distill_group(
+            {"a": student},
+            teacher,
+            {"b": _BlowsUp(1.0)},
+            images,
+            CFG,
+            noise_scheduler(profile.diffusion),
+            tmp_path,
+        )
+    with pytest.raises(ValueError, match="at least one"):
+        KDGroup({})
+    assert isinstance(KDGroup({"x.y": KDModule(student, _BlowsUp(1.0))}).member("x.y"), KDModule)
+
+
+def test_convergence_rule():
+    assert sweep.convergence([500.0, 120.0, 100.0, 95.0], 0.10) == "converged"
+    assert sweep.convergence([500.0, 200.0, 150.0], 0.10) == "did not converge"
+    assert sweep.convergence([80.0], 0.10) == "did not converge"
+    assert sweep.convergence([], 0.10) == "diverged"
