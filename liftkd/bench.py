@@ -2,8 +2,9 @@
 
 Run as ``python -m liftkd.bench --out figures/bench``. Writes ``objectives.csv`` and
 ``objectives.md`` (forward+backward of each objective against OutKD, and its share of a whole
-KD step) and ``latency.csv`` / ``latency.md`` (DDIM seconds per image of the cpu teacher and its
-students at 0.3-0.9 pruning). Numbers are from this machine and its thread count, recorded beside
+KD step), ``latency.csv`` / ``latency.md`` (DDIM seconds per image of the cpu teacher and its
+students at 0.3-0.9 pruning) and ``side_by_side.csv`` / ``.md`` (what one teacher forward for
+all of a ratio's students saves against training them one at a time). Numbers are from this machine and its thread count, recorded beside
 them with the versions and the commit.
 
 A "KD step" here is what a distillation step costs besides the objective: a teacher forward
@@ -149,6 +150,64 @@ def bench_latency(batch: int) -> list[dict]:
     return rows
 
 
+def group_step_seconds(members: dict, teacher, batch: int, res: int, repeats: int) -> float:
+    """One side-by-side KD step (teacher forward, every student's forward/backward, clipping,
+    AdamW) of a ``KDGroup`` made of ``members``."""
+    from liftkd.distill import KDGroup, kd_group_loss_fn
+    from liftkd.train import step_generator
+
+    group = KDGroup(members)
+    loss_fn = kd_group_loss_fn(teacher, noise_scheduler(get_profile("cpu").diffusion), 1000)
+    opt = torch.optim.AdamW(group.parameters(), lr=1e-4)
+    x0 = torch.rand(batch, 1, res, res) * 2 - 1
+
+    def step():
+        loss, _ = loss_fn(group, x0, step_generator(0, 0), 0.5)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        group.clip_gradients(1.0)
+        opt.step()
+
+    return _best_time(step, repeats, warmup=1)
+
+
+def bench_side_by_side(batch: int, repeats: int) -> list[dict]:
+    """What training a ratio's objectives side by side saves: one group step against the sum of
+    one-student steps (each with its own teacher forward), cpu profile, random weights."""
+    import copy
+
+    from liftkd.distill import KDModule
+
+    p = get_profile("cpu")
+    res = p.data.resolution
+    teacher = build_unet(p.unet, res, p.data.channels).eval().requires_grad_(False)
+    example = {"sample": torch.randn(2, 1, res, res), "timestep": torch.tensor([10, 500])}
+    rows = []
+    for ratio in p.distill.ratios:
+        student, _ = prune(teacher, ratio, "magnitude", progress=False)
+        members = {}
+        for name in p.distill.objectives:
+            s = copy.deepcopy(student).train()
+            opts = {"group_size": p.distill.group_size} if name == "lift+place" else {}
+            members[name] = KDModule(s, build_objective(name, s, teacher, example, **opts))
+        alone = sum(
+            group_step_seconds({n: copy.deepcopy(m)}, teacher, batch, res, repeats)
+            for n, m in members.items()
+        )
+        together = group_step_seconds(members, teacher, batch, res, repeats)
+        rows.append(
+            {
+                "ratio": ratio,
+                "students": len(members),
+                "separate_s_per_step": alone,
+                "side_by_side_s_per_step": together,
+                "saving_pct": 100 * (1 - together / alone),
+            }
+        )
+        print(f"{ratio:.0%}: separately {alone:.3f} s, side by side {together:.3f} s per step")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="figures/bench")
@@ -156,6 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--latency-batch", type=int, default=64)
     ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--skip-side-by-side", action="store_true")
     args = ap.parse_args(argv)
     out = Path(args.out)
     rows = bench_objectives(args.batch, args.repeats)
@@ -174,6 +234,15 @@ def main(argv: list[str] | None = None) -> None:
             f"DDIM sampling latency per image, cpu profile, batch {args.latency_batch}",
         )
         results["latency"] = lat
+    if not args.skip_side_by_side:
+        sbs = bench_side_by_side(args.batch, max(3, args.repeats // 4))
+        write_table(
+            sbs,
+            out / "side_by_side",
+            f"A ratio's objectives trained side by side (one teacher forward) against one at a "
+            f"time, batch {args.batch}, {torch.get_num_threads()} CPU threads",
+        )
+        results["side_by_side"] = sbs
     write_results(out / "bench.json", results, notebook="make bench")
 
 

@@ -135,7 +135,10 @@ def claim2(rows, ratios, probe_corrected: list[dict] | None, large: float = 0.25
     if not failed:
         verdict, why = "supported", "all parts hold: " + ", ".join(held)
     elif not checks["large share after pruning"]:
-        verdict, why = "not supported", "the coarse share is small; " + _held_failed(held, failed)
+        verdict, why = (
+            "not supported",
+            f"the coarse share is below {large:g} at some ratio; " + _held_failed(held, failed),
+        )
     else:
         verdict, why = "not supported", "as stated (every part): " + _held_failed(held, failed)
     return {
@@ -195,7 +198,12 @@ def _nan_last(x: float) -> float:
     return math.inf if math.isnan(x) else x
 
 
-def claim4(rows, ratios, tol_curve: float = 0.10) -> dict:
+def claim4(
+    rows, ratios, tol_curve: float = 0.10, teacher_fid: float | None = None, collapse: float = 20.0
+) -> dict:
+    """Stable convergence at the highest ratio. A student whose final FID is above ``collapse``
+    times the teacher's has not learnt to generate; when every student there is so, stability
+    says nothing and the verdict is inconclusive."""
     g = _by(rows)
     hi = max(ratios)
 
@@ -215,8 +223,20 @@ def claim4(rows, ratios, tol_curve: float = 0.10) -> dict:
         if s is not None
     )
     unstable_base = [o for o, s in base.items() if not s[0] or s[1] != ["converged"]]
+    finals = [mean_fid(g[(o, hi)])[0] for o in (OURS, *base)]
+    collapsed = teacher_fid is not None and all(
+        math.isnan(f) or f > collapse * teacher_fid for f in finals
+    )
+    if collapsed:
+        measured += f"; every final FID > {collapse:g}x the teacher's ({_fmt(teacher_fid)})"
     if ours is None:
         verdict, why = "inconclusive", "no LIFT+PLACE run at the highest ratio"
+    elif collapsed:
+        verdict, why = (
+            "inconclusive",
+            f"no student at {hi:.0%} learnt to generate in this run (FID above {collapse:g}x "
+            "the teacher's); flat curves at that level say nothing about stability",
+        )
     elif not ours[0] or "diverged" in ours[1]:
         verdict, why = "not supported", "LIFT+PLACE's own curve was unstable or diverged"
     elif ours[1] != ["converged"]:
@@ -242,11 +262,32 @@ def claim4(rows, ratios, tol_curve: float = 0.10) -> dict:
     }
 
 
-def claim5(rows, ratios, ablation_ratio: float, group_size: int, tol: float = 0.05) -> dict:
+def claim5(
+    rows,
+    ratios,
+    ablation_ratio: float,
+    group_size: int,
+    tol: float = 0.05,
+    teacher_fid: float | None = None,
+    collapse: float = 20.0,
+) -> dict:
+    """PLACE against LIFT at every ratio, the adaptive weight against w = 1 at the ablation ratio.
+    Comparisons between students that both have FID above ``collapse`` x the teacher's (neither
+    generates) are left out."""
     g = _by(rows)
+
+    def alive(*fids: float) -> bool:
+        return teacher_fid is None or any(f <= collapse * teacher_fid for f in fids)
+
     ours_spec = OURS
     parts, checks = [], {}
-    both = [r for r in sorted(ratios) if g[(ours_spec, r)] and g[("lift", r)]]
+    both = [
+        r
+        for r in sorted(ratios)
+        if g[(ours_spec, r)]
+        and g[("lift", r)]
+        and alive(mean_fid(g[(ours_spec, r)])[0], mean_fid(g[("lift", r)])[0])
+    ]
     place_vs_lift = [
         compare(mean_fid(g[(ours_spec, r)]), mean_fid(g[("lift", r)]), tol) for r in both
     ]
@@ -254,7 +295,8 @@ def claim5(rows, ratios, ablation_ratio: float, group_size: int, tol: float = 0.
         "LIFT+PLACE vs LIFT: "
         + "; ".join(
             f"{r:.0%}: {_fmt(mean_fid(g[(ours_spec, r)])[0])} vs {_fmt(mean_fid(g[('lift', r)])[0])}"
-            for r in both
+            for r in sorted(ratios)
+            if g[(ours_spec, r)] and g[("lift", r)]
         )
     )
     if both:
@@ -264,7 +306,13 @@ def claim5(rows, ratios, ablation_ratio: float, group_size: int, tol: float = 0.
         c = compare(
             mean_fid(g[(ours_spec, ablation_ratio)]), mean_fid(g[(fixed, ablation_ratio)]), tol
         )
-        checks["adaptive w beats w = 1"] = _direction([c])
+        pair = (
+            mean_fid(g[(ours_spec, ablation_ratio)])[0],
+            mean_fid(g[(fixed, ablation_ratio)])[0],
+        )
+        checks["adaptive w beats w = 1"] = (
+            _direction([c]) if alive(*pair) else "not comparable (neither student generates)"
+        )
         parts.append(
             f"adaptive w vs w=1 at {ablation_ratio:.0%}: "
             f"{_fmt(mean_fid(g[(ours_spec, ablation_ratio)])[0])} vs {_fmt(mean_fid(g[(fixed, ablation_ratio)])[0])}"
@@ -281,7 +329,7 @@ def claim5(rows, ratios, ablation_ratio: float, group_size: int, tol: float = 0.
         )
     values = list(checks.values())
     if not values:
-        verdict, why = "inconclusive", "neither LIFT nor the fixed-weight ablation was run"
+        verdict, why = "inconclusive", "neither LIFT nor the fixed-weight ablation was compared"
     elif all(v == "better" for v in values):
         verdict, why = "supported", "; ".join(f"{k}: yes" for k in checks)
     elif any(v == "worse" for v in values):
@@ -349,14 +397,15 @@ def check_claims(
     group_size: int,
     probe_corrected: list[dict] | None = None,
     place_overhead_pct: float | None = None,
+    teacher_fid: float | None = None,
 ) -> list[dict]:
     """Claims 1-7 with measured numbers and verdicts, from the sweep's per-student rows."""
     return [
         claim1(rows, ratios),
         claim2(rows, ratios, probe_corrected),
         claim3(rows, ratios),
-        claim4(rows, ratios),
-        claim5(rows, ratios, ablation_ratio, group_size),
+        claim4(rows, ratios, teacher_fid=teacher_fid),
+        claim5(rows, ratios, ablation_ratio, group_size, teacher_fid=teacher_fid),
         claim6(rows, place_overhead_pct),
         claim7(),
     ]

@@ -45,21 +45,33 @@ class KDModule(nn.Module):
         return self.objective(noise, eS, eT, fS, fT, progress=progress)
 
 
+def teacher_step(
+    teacher: nn.Module,
+    scheduler: DDPMScheduler,
+    x0: torch.Tensor,
+    g: torch.Generator,
+    features: bool,
+):
+    """Draw noise and timesteps from ``g``, noise ``x0`` and run the frozen teacher once:
+    (x_t, t, noise, eT, teacher features or None)."""
+    T = scheduler.config.num_train_timesteps
+    noise = torch.randn(x0.shape, generator=g).to(x0.device)
+    t = torch.randint(0, T, (x0.shape[0],), generator=g).to(x0.device)
+    x_t = scheduler.add_noise(x0, noise, t)
+    if next(teacher.parameters()).device != x0.device:
+        teacher.to(x0.device)
+    tap = FeatureTap(teacher, detach=True) if features else nullcontext()
+    with torch.no_grad(), tap:
+        eT = teacher(x_t, t).sample
+    return x_t, t, noise, eT, tap.features if features else None
+
+
 def kd_loss_fn(teacher: nn.Module, scheduler: DDPMScheduler):
     teacher.requires_grad_(False).eval()
-    T = scheduler.config.num_train_timesteps
 
     def loss_fn(model: nn.Module, x0: torch.Tensor, g: torch.Generator, progress: float):
         kd = model.module if hasattr(model, "module") else model  # DDP keeps the module inside
-        noise = torch.randn(x0.shape, generator=g).to(x0.device)
-        t = torch.randint(0, T, (x0.shape[0],), generator=g).to(x0.device)
-        x_t = scheduler.add_noise(x0, noise, t)
-        if next(teacher.parameters()).device != x0.device:
-            teacher.to(x0.device)
-        tap = FeatureTap(teacher, detach=True) if kd.objective.uses_features else nullcontext()
-        with torch.no_grad(), tap:
-            eT = teacher(x_t, t).sample
-        fT = tap.features if kd.objective.uses_features else None
+        x_t, t, noise, eT, fT = teacher_step(teacher, scheduler, x0, g, kd.objective.uses_features)
         out = model(x_t, t, noise, eT, fT, progress)
         return out.total, out.parts
 
@@ -159,19 +171,10 @@ def _key(name: str) -> str:
 def kd_group_loss_fn(teacher: nn.Module, scheduler: DDPMScheduler, steps: int):
     """The loss of a ``KDGroup``: one teacher forward (features tapped once) for all students."""
     teacher.requires_grad_(False).eval()
-    T = scheduler.config.num_train_timesteps
 
     def loss_fn(model: nn.Module, x0: torch.Tensor, g: torch.Generator, progress: float):
         group = model.module if hasattr(model, "module") else model
-        noise = torch.randn(x0.shape, generator=g).to(x0.device)
-        t = torch.randint(0, T, (x0.shape[0],), generator=g).to(x0.device)
-        x_t = scheduler.add_noise(x0, noise, t)
-        if next(teacher.parameters()).device != x0.device:
-            teacher.to(x0.device)
-        tap = FeatureTap(teacher, detach=True) if group.uses_features else nullcontext()
-        with torch.no_grad(), tap:
-            eT = teacher(x_t, t).sample
-        fT = tap.features if group.uses_features else None
+        x_t, t, noise, eT, fT = teacher_step(teacher, scheduler, x0, g, group.uses_features)
         return model(x_t, t, noise, eT, fT, progress, round(progress * steps))
 
     return loss_fn
