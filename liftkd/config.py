@@ -271,6 +271,16 @@ def _cpu() -> Profile:
 
 
 def _gpu() -> Profile:
+    # DDPM's CIFAR-10 protocol: Adam at a flat 2e-4, EMA 0.9999, batch 128
+    teacher = TrainConfig(
+        steps=800_000,
+        batch_size=128,
+        lr=2e-4,
+        lr_min=2e-4,
+        warmup_steps=5000,
+        ema_decay=0.9999,
+        checkpoint_every=5000,
+    )
     return Profile(
         name="gpu",
         data=DataConfig(name="cifar10", resolution=32, channels=3, path="data/cifar10"),
@@ -285,15 +295,7 @@ def _gpu() -> Profile:
             dropout=0.1,
         ),
         diffusion=DiffusionConfig(),
-        teacher=TrainConfig(
-            steps=800_000,
-            batch_size=128,
-            lr=2e-4,
-            lr_min=2e-4,
-            warmup_steps=5000,
-            ema_decay=0.9999,
-            checkpoint_every=5000,
-        ),
+        teacher=teacher,
         sampling=SamplingConfig(num_inference_steps=100, batch_size=500, n_samples=50_000),
         classifier=ClassifierConfig(),
         feature_extractor="inception",
@@ -306,15 +308,8 @@ def _gpu() -> Profile:
             ratios=(0.3, 0.5, 0.7),
             steps=(100_000, 200_000, 240_000),
             ablation_ratio=0.7,
-            train=TrainConfig(
-                steps=100_000,
-                batch_size=128,
-                lr=2e-4,
-                lr_min=2e-4,
-                warmup_steps=0,
-                ema_decay=0.9999,
-                checkpoint_every=5000,
-            ),
+            # the students train as the teacher did, without its warm-up
+            train=dataclasses.replace(teacher, steps=100_000, warmup_steps=0),
             evaluations=5,
             eval_samples=50_000,
             eval_ddim_steps=100,
