@@ -21,19 +21,15 @@ EXECUTED := $(patsubst %,$(RUN_DIR)/%.ipynb,$(NOTEBOOKS))
 PAPERMILL := $(PY) -m papermill --log-output --no-progress-bar --start-timeout 300
 
 # The KD sweep (notebook 04, once per job): every objective of a ratio trained side by side, and
-# the LIFT+PLACE ablations at the highest ratio. These lists follow the profile's `distill`
-# section (tests/test_sweep.py checks that they agree with `python -m liftkd.sweep list`).
-ifeq ($(PROFILE),smoke)
-SWEEP_RATIOS ?= 0.5 0.9
-else ifeq ($(PROFILE),gpu)
-SWEEP_RATIOS ?= 0.3 0.5 0.7
-else
-SWEEP_RATIOS ?= 0.5 0.7 0.9
-endif
-ABLATION_RATIO ?= $(lastword $(SWEEP_RATIOS))
-SEEDS ?= $(if $(filter gpu,$(PROFILE)),0 1 2,0)
-SWEEP := $(foreach s,$(SEEDS),$(foreach r,$(SWEEP_RATIOS),main_r$(r)_s$(s)) ablation_r$(ABLATION_RATIO)_s$(s))
-SWEEP_RESULTS := $(patsubst %,$(RUN_DIR)/distill/%/results.json,$(SWEEP))
+# the LIFT+PLACE ablations at the highest ratio. The jobs are the profile's (`python -m liftkd.sweep
+# list`), computed once per make and only when a target needs them (the venv must exist by then);
+# SEEDS='0 1 2' replaces the profile's seeds.
+SEEDS ?=
+SWEEP = $(eval SWEEP := $(shell $(PY) -m liftkd.sweep list --profile $(PROFILE) \
+	--overrides '$(OVERRIDES)' $(if $(strip $(SEEDS)),--seeds $(SEEDS)) || echo LIST_FAILED))$(if \
+	$(filter LIST_FAILED,$(SWEEP)),$(error could not list the sweep's jobs; see why with: \
+	$(PY) -m liftkd.sweep list --profile $(PROFILE) --overrides '$(OVERRIDES)'),$(SWEEP))
+SWEEP_RESULTS = $(patsubst %,$(RUN_DIR)/distill/%/results.json,$(SWEEP))
 # jobs at once in make reproduce, and torch threads per job (the cores shared between them)
 JOBS ?= 2
 THREADS ?= $(shell n=$$(( $$(nproc) / $(JOBS) )); echo $$(( n > 0 ? n : 1 )))
@@ -60,9 +56,10 @@ reproduce: $(STAMP) ## run every notebook of PROFILE (the sweep JOBS at a time);
 	@$(MAKE) --no-print-directory $(RUN_DIR)/05_results.ipynb
 	@echo "done: executed notebooks in $(RUN_DIR), figures and results in $(FIGURES)"
 
-sweep: $(SWEEP_RESULTS) ## the KD jobs of notebook 04 (make -j2 sweep: two at once; SEEDS='0 1 2')
+sweep: $(STAMP) ## the KD jobs of notebook 04 (make -j2 sweep: two at once; SEEDS='0 1 2')
+	@$(MAKE) --no-print-directory $(SWEEP_RESULTS)
 
-list-sweep: ## the sweep's jobs for PROFILE and SEEDS, one per line
+list-sweep: $(STAMP) ## the sweep's jobs for PROFILE and SEEDS, one per line
 	@printf '%s\n' $(SWEEP)
 
 # one KD job, e.g. make distill-main_r0.9_s0; done when its results.json exists
@@ -71,13 +68,11 @@ distill-%: $(RUN_DIR)/distill/%/results.json
 
 $(RUN_DIR)/distill/%/results.json: notebooks/04_distill.ipynb $(RUN_DIR)/02_pruning.ipynb | $(STAMP)
 	@mkdir -p $(@D) $(FIGURES)
-	@start=$$(date +%s); job=$*; group=$${job%%_r*}; rest=$${job#*_r}; \
-	ratio=$${rest%%_s*}; seed=$${rest##*_s}; \
+	@start=$$(date +%s); \
 	$(if $(LAUNCH),$(LAUNCH) -m liftkd.sweep train --profile $(PROFILE) --run-dir $(RUN_DIR) \
 		--job $* --overrides '$(OVERRIDES)' &&) \
 	$(PAPERMILL) $< $(@D)/04_distill.partial.ipynb -p PROFILE $(PROFILE) -p RUN_DIR $(RUN_DIR) \
-		-p FIGURES_DIR $(FIGURES) -p GROUP $$group -p RATIO $$ratio -p SEED $$seed \
-		-p THREADS $(THREADS) -y "OVERRIDES: $(OVERRIDES)" \
+		-p FIGURES_DIR $(FIGURES) -p JOB $* -p THREADS $(THREADS) -y "OVERRIDES: $(OVERRIDES)" \
 	&& mv $(@D)/04_distill.partial.ipynb $(@D)/04_distill.ipynb \
 	&& echo "04_distill $* ($(PROFILE)): $$(( $$(date +%s) - start )) s" | tee -a $(RUN_DIR)/timings.txt
 
@@ -94,7 +89,9 @@ $(RUN_DIR)/%.ipynb: notebooks/%.ipynb | $(STAMP)
 $(RUN_DIR)/01_teacher.ipynb: $(RUN_DIR)/00_feature_extractor.ipynb
 $(RUN_DIR)/02_pruning.ipynb: $(RUN_DIR)/01_teacher.ipynb
 $(RUN_DIR)/03_error_decomposition.ipynb: $(RUN_DIR)/02_pruning.ipynb
-$(RUN_DIR)/05_results.ipynb: $(SWEEP_RESULTS) $(RUN_DIR)/03_error_decomposition.ipynb
+# (second expansion: the job list is asked for only when 05 is considered, after the venv exists)
+.SECONDEXPANSION:
+$(RUN_DIR)/05_results.ipynb: $$(SWEEP_RESULTS) $(RUN_DIR)/03_error_decomposition.ipynb
 
 test: $(STAMP) ## ruff (lint, format) and pytest, including the smoke profile end to end
 	$(PY) -m ruff check .

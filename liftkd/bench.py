@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 
 from liftkd.config import get_profile
-from liftkd.losses import build_objective
-from liftkd.models import build_unet, noise_scheduler
+from liftkd.diffusion import noise_scheduler
+from liftkd.models import build_unet
+from liftkd.objectives import build_objective
 from liftkd.plots import write_table
 from liftkd.pruning import prune
 from liftkd.runs import write_results
@@ -37,15 +38,37 @@ SIZES = [
     ("cifar 32x32x3", 3, 32),
     ("celeba 64x64x3", 3, 64),
 ]
+OBJECTIVES_FILE = "objectives.csv"
+
+
+def place_label(group_size: int) -> str:
+    """The row label of PLACE with K = ``group_size`` in ``objectives.csv``."""
+    return f"lift+place K={group_size}"
+
+
 OBJECTIVES = [
     ("outkd", {}),
     ("lift", {}),
     # remainder="merge" where K does not divide H*W (28x28 and K=64: 784 = 11 * 64 + 80)
-    ("lift+place K=4", {"group_size": 4, "remainder": "merge"}),
-    ("lift+place K=16", {"group_size": 16, "remainder": "merge"}),
-    ("lift+place K=64", {"group_size": 64, "remainder": "merge"}),
+    *((place_label(k), {"group_size": k, "remainder": "merge"}) for k in (4, 16, 64)),
     ("dist", {}),
 ]
+
+
+def place_overhead_pct(bench_dir: str | Path, resolution: int, group_size: int) -> float | None:
+    """PLACE's share of a KD step (percent) at ``resolution`` from ``make bench``'s results in
+    ``bench_dir``; None when they are missing or have no such row."""
+    import csv
+
+    path = Path(bench_dir) / OBJECTIVES_FILE
+    if not path.exists():
+        return None
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            same_size = row["shape"].endswith(f"x{resolution}x{resolution}")
+            if same_size and row["objective"] == place_label(group_size):
+                return float(row["share_of_kd_step_pct"])
+    return None
 
 
 def _best_time(fn, repeats: int, warmup: int = 2) -> float:
@@ -221,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = bench_objectives(args.batch, args.repeats)
     write_table(
         rows,
-        out / "objectives",
+        out / Path(OBJECTIVES_FILE).stem,
         f"Objective cost, forward+backward, batch {args.batch}, "
         f"{torch.get_num_threads()} CPU threads",
     )

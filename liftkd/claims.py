@@ -13,6 +13,8 @@ import math
 import statistics
 from collections import defaultdict
 
+from liftkd.report import mean_fid
+
 KD_BASELINES = ("outkd", "featkd", "outkd+featkd")
 OURS = "lift+place"
 
@@ -22,16 +24,6 @@ def _by(rows: list[dict]) -> dict[tuple[str, float], list[dict]]:
     for r in rows:
         out[(r["objective"], float(r["ratio"]))].append(r)
     return out
-
-
-def mean_fid(rows: list[dict]) -> tuple[float, float]:
-    """(mean, standard deviation) over seeds; NaN (a diverged seed) makes the mean NaN."""
-    fids = [float(r["fid"]) if r["fid"] is not None else math.nan for r in rows]
-    if not fids:
-        return math.nan, math.nan
-    if any(math.isnan(f) for f in fids):
-        return math.nan, math.nan
-    return statistics.fmean(fids), statistics.stdev(fids) if len(fids) > 1 else 0.0
 
 
 def compare(a: tuple[float, float], b: tuple[float, float], tol: float = 0.05) -> int:
@@ -420,3 +412,20 @@ def claims_markdown(claims: list[dict], header: str = "") -> str:
         cells = [str(c["claim"]), c["text"], c["measured"], f"**{c['verdict']}**", c["why"]]
         lines.append("| " + " | ".join(x.replace("|", "/") for x in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def header(profile, jobs: list[dict], rows: list[dict]) -> str:
+    """The line above the claims table: the setting, the scale (teacher and floor), the seeds and
+    the commit the numbers came from."""
+    ref = jobs[0]["reference"]
+    d, res = profile.distill, profile.data.resolution
+    steps = ", ".join(f"{r:.0%}: {s}" for r, s in zip(d.ratios, d.steps, strict=True))
+    commit = jobs[0]["meta"].get("git", {}).get("commit") or "?"
+    return (
+        f"Profile `{profile.name}`: {profile.data.name} at {res}x{res}, "
+        f"teacher FID {ref['teacher']['fid']:.2f}, real-vs-real floor {ref['floor']['fid']:.2f} "
+        f"(classifier features, {ref['n_samples']} samples, {ref['ddim_steps']} DDIM steps); "
+        f"KD steps {steps}, batch {d.train.batch_size}, seeds {sorted({r['seed'] for r in rows})}. "
+        f"Commit {commit[:10]}. Written by notebook 05 from the saved results; rules in "
+        "liftkd/claims.py."
+    )

@@ -327,6 +327,16 @@ def _gpu() -> Profile:
 PROFILES = {"smoke": _smoke, "cpu": _cpu, "gpu": _gpu}
 
 
+def parse_scalar(text: str) -> int | float | bool | str:
+    """A setting written as text (a spec option, a CSV cell) as the value it names."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
 def _replace_path(obj: Any, path: list[str], value: Any, full: str) -> Any:
     """``obj`` with the setting at ``path`` (attribute names, outermost first) replaced."""
     head, rest = path[0], path[1:]

@@ -51,6 +51,14 @@ class ImageSet:
         perm = np.random.RandomState(seed).permutation(len(self))
         return self.subset(np.sort(perm[: min(n, len(self))]))
 
+    def spread_over_labels(self, n: int = 100) -> ImageSet:
+        """``n`` images evenly spaced over the set sorted by label (a grid row per class when the
+        classes are balanced); the first ``n`` when there are no labels."""
+        if self.labels is None:
+            return self.subset(torch.arange(min(n, len(self))))
+        order = self.labels.argsort(stable=True)
+        return self.subset(order[:: max(1, len(self) // n)][:n])
+
 
 def to_model_range(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1]."""

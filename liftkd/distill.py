@@ -1,16 +1,15 @@
-"""Knowledge distillation: a pruned student trained against a frozen teacher with an objective.
+"""Knowledge distillation: pruned students trained against a frozen teacher, each with an objective.
 
-``distill(student, teacher, objective, images, cfg, scheduler, run_dir)`` runs the common training
-loop (``liftkd.train``: resume, EMA, divergence check) on ``KDModule(student, objective)``, so that
-the objective's adapters, if any, are trained with the student. Each step draws x_0, noise and t,
-runs the teacher without gradients (tapping its features when the objective needs them) and
-the student through the module, and minimises ``objective(eps, eS, eT, fS, fT, progress)``.
+``distill_group(students, teacher, objectives, images, cfg, scheduler, run_dir)`` runs the common
+training loop (``liftkd.train``: resume, EMA, divergence check) on a ``KDGroup`` of
+``KDModule(student, objective)``, so that each objective's adapters, if any, are trained with its
+student. Each step draws x_0, noise and t, runs the teacher once without gradients (tapping its
+features when an objective needs them), and every student on the same x_t, minimising
+``objective(eps, eS, eT, fS, fT, progress)``: the teacher's cost is paid once, and the comparison
+between objectives is paired. Each student has its own gradient clipping; a student whose loss
+or gradient becomes non-finite is marked diverged at that step and frozen, and the others go on.
 
-``distill_group(students, teacher, objectives, ...)`` trains several students side by side on the
-same batches, noise and timesteps: one teacher forward pass per step serves every student (the
-teacher's cost is paid once), and the comparison between objectives is paired. Each student has
-its own gradient clipping; a student whose loss or gradient becomes non-finite is marked diverged
-at that step and frozen, and the others go on.
+``distill(student, teacher, objective, ...)`` is the same with one student.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ import torch.nn as nn
 from diffusers import DDPMScheduler
 
 from liftkd.config import TrainConfig
+from liftkd.diffusion import forward_noise
 from liftkd.features import FeatureTap
 from liftkd.losses import Objective
 from liftkd.train import TrainResult, train
@@ -54,54 +54,13 @@ def teacher_step(
 ):
     """Draw noise and timesteps from ``g``, noise ``x0`` and run the frozen teacher once:
     (x_t, t, noise, eT, teacher features or None)."""
-    T = scheduler.config.num_train_timesteps
-    noise = torch.randn(x0.shape, generator=g).to(x0.device)
-    t = torch.randint(0, T, (x0.shape[0],), generator=g).to(x0.device)
-    x_t = scheduler.add_noise(x0, noise, t)
+    x_t, t, noise = forward_noise(scheduler, x0, g)
     if next(teacher.parameters()).device != x0.device:
         teacher.to(x0.device)
     tap = FeatureTap(teacher, detach=True) if features else nullcontext()
     with torch.no_grad(), tap:
         eT = teacher(x_t, t).sample
     return x_t, t, noise, eT, tap.features if features else None
-
-
-def kd_loss_fn(teacher: nn.Module, scheduler: DDPMScheduler):
-    teacher.requires_grad_(False).eval()
-
-    def loss_fn(model: nn.Module, x0: torch.Tensor, g: torch.Generator, progress: float):
-        kd = model.module if hasattr(model, "module") else model  # DDP keeps the module inside
-        x_t, t, noise, eT, fT = teacher_step(teacher, scheduler, x0, g, kd.objective.uses_features)
-        out = model(x_t, t, noise, eT, fT, progress)
-        return out.total, out.parts
-
-    return loss_fn
-
-
-def distill(
-    student: nn.Module,
-    teacher: nn.Module,
-    objective: Objective,
-    images: torch.Tensor,
-    cfg: TrainConfig,
-    scheduler: DDPMScheduler,
-    run_dir: str | Path,
-    desc: str = "kd",
-    progress: bool = True,
-    keep_snapshots: bool = False,
-) -> TrainResult:
-    """Train ``student`` (in place) by KD; the result's ``ema.student`` is the EMA student."""
-    module = KDModule(student, objective)
-    return train(
-        module,
-        kd_loss_fn(teacher, scheduler),
-        images,
-        cfg,
-        run_dir,
-        desc,
-        progress,
-        keep_snapshots=keep_snapshots,
-    )
 
 
 class KDGroup(nn.Module):
@@ -217,10 +176,48 @@ def distill_group(
     )
 
 
-def load_snapshot(student: nn.Module, path: str | Path) -> nn.Module:
-    """Load the student's weights from a ``KDModule`` snapshot (``train(keep_snapshots=True)``)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    student.load_state_dict(
-        {k[len("student.") :]: v for k, v in state.items() if k.startswith("student.")}
+def distill(
+    student: nn.Module,
+    teacher: nn.Module,
+    objective: Objective,
+    images: torch.Tensor,
+    cfg: TrainConfig,
+    scheduler: DDPMScheduler,
+    run_dir: str | Path,
+    desc: str = "kd",
+    progress: bool = True,
+    snapshots: str | None = None,
+) -> TrainResult:
+    """Train one ``student`` (in place) by KD: ``distill_group`` with one member, named after its
+    objective. The result's ``ema.member(objective.name).student`` is the EMA student."""
+    return distill_group(
+        {objective.name: student},
+        teacher,
+        {objective.name: objective},
+        images,
+        cfg,
+        scheduler,
+        run_dir,
+        desc,
+        progress,
+        snapshots=snapshots,
     )
+
+
+def load_snapshot(student: nn.Module, path: str | Path, member: str | None = None) -> nn.Module:
+    """Load ``student``'s weights from a ``KDGroup`` snapshot (``snapshots="model"`` or ``"ema"``).
+
+    ``member`` names the student in the group; it may be left out when the group has one."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    keys = {k.split(".")[1] for k in state if k.startswith("members.")}
+    if member is None:
+        if len(keys) != 1:
+            raise ValueError(f"{path} holds the students {sorted(keys)}: name the member to load")
+        (key,) = keys
+    else:
+        key = _key(member)
+        if key not in keys:
+            raise KeyError(f"{path} holds no student {member!r}; it holds {sorted(keys)}")
+    prefix = f"members.{key}.student."
+    student.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
     return student.eval()

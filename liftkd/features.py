@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from diffusers import DiTTransformer2DModel, UNet2DModel
 
 
 def feature_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The tapped sub-blocks of a U-Net or DiT, in forward order."""
+    from diffusers import DiTTransformer2DModel, UNet2DModel  # here: the losses import quickly
+
     if isinstance(model, DiTTransformer2DModel):
         return [(f"transformer_blocks.{i}", b) for i, b in enumerate(model.transformer_blocks)]
     if not isinstance(model, UNet2DModel):

@@ -1,4 +1,6 @@
-"""The distillation objectives: LIFT, LIFT+PLACE and the KD baselines, one call signature.
+"""The KD objectives' common form and the baselines: w/o KD, OutKD, FeatKD (FitNet), OutKD+FeatKD,
+normalised feature KD and DIST. LIFT and LIFT+PLACE are in ``liftkd.lift``; the registry by name,
+the spec strings and the labels in ``liftkd.objectives``.
 
 Every objective is a ``torch.nn.Module`` called as
 
@@ -11,48 +13,44 @@ schedules need it). ``out.total`` is the loss to minimise; ``out.parts`` holds i
 (``task``, ``kd``, ``coarse``, ``fine``, ``w``, ``feat``; detached) for logging.
 
 Reductions follow the authors' DDPM fork: squared errors summed over (C, H, W), averaged over the
-batch. ``L_task = ||eps - eS||^2``.
-
-LIFT, per fit (one (sample, channel); PLACE: one group of K difficulty-ranked elements), with the
-OLS coefficients of ``liftkd.probe``, differentiable in eS:
-
-    L_coarse = sum over fits of (|beta1 - 1| + |beta0|) * n        (n = elements per fit)
-    L_fine   = sum over elements of (eT - (b0 + b1 * eS))^2       (b0, b1 detached)
-    w        = 1 - min(1, mean|beta1 - 1| + mean|beta0|)          (no gradient; over all fits)
-    L_LIFT   = L_coarse + w * L_fine
-
-Using it in your own diffusers training loop::
-
-    from liftkd.losses import build_objective
-    objective = build_objective("lift+place", group_size=16)
-    ...
-    eS = student(x_t, t).sample
-    with torch.no_grad():
-        eT = teacher(x_t, t).sample
-    out = objective(noise, eS, eT)
-    out.total.backward()
-    log(out.parts)   # task, kd, coarse, fine, w
-
-Objectives that tap features (``featkd``, ``outkd+featkd``, ``normfeatkd``, and LIFT's small
-FitNet term) own trainable adapters: build them with ``student=``, ``teacher=`` and
-``example_inputs=``, and give ``objective.parameters()`` to the optimiser with the student's.
+batch (``task_loss``; the teacher and the pruning criterion use its mean reduction). Objectives that tap features own trainable FitNet
+adapters: build them through ``liftkd.objectives.build_objective`` with ``student=``,
+``teacher=`` and ``example_inputs=``, and give ``objective.parameters()`` to the optimiser with
+the student's.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from liftkd.features import FitNetAdapters, feature_widths
-from liftkd.probe import grouped, ols_fit
+from liftkd.features import FitNetAdapters
 
-SCHEDULES = ("adaptive", "none", "linear", "cosine", "sigmoid")
-COARSE_NORMS = ("l1", "l2")
-TERMS = ("both", "coarse", "fine")
 COMBINED_FEAT_WEIGHT = 1e-6  # the FitNet term's weight beside OutKD and LIFT (authors' DDPM fork)
+REDUCTIONS = ("mean", "sum")
+
+
+def sq_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``||a - b||^2`` summed over all but the batch dimension, averaged over the batch."""
+    return (a - b).square().flatten(1).sum(1).mean(0)
+
+
+def task_loss(eps_pred: torch.Tensor, eps: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+    """``L_task = ||eps - eps_theta(x_t, t)||^2``.
+
+    ``reduction="sum"``: summed over (C, H, W), averaged over the batch (the authors' DDPM fork,
+    what every KD objective uses); ``"mean"``: averaged over every element (the usual DDPM
+    training loss, what the teacher and the pruning criterion use). The two differ by the constant
+    C * H * W, which matters for gradient clipping and for the balance against KD terms.
+    """
+    if reduction == "sum":
+        return sq_sum(eps_pred, eps)
+    if reduction == "mean":
+        return F.mse_loss(eps_pred, eps)
+    raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
 @dataclass
@@ -61,12 +59,7 @@ class LossOutput:
     parts: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def sq_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """||a - b||^2 summed over all but the batch dimension, averaged over the batch."""
-    return (a - b).square().flatten(1).sum(1).mean(0)
-
-
-def _check_outputs(eps: torch.Tensor, eS: torch.Tensor, eT: torch.Tensor | None) -> None:
+def check_outputs(eps: torch.Tensor, eS: torch.Tensor, eT: torch.Tensor | None) -> None:
     if eS.shape != eps.shape or (eT is not None and eT.shape != eS.shape):
         raise ValueError(
             "eps, eS and eT must have one shape; got "
@@ -74,7 +67,7 @@ def _check_outputs(eps: torch.Tensor, eS: torch.Tensor, eT: torch.Tensor | None)
         )
 
 
-def _detached(parts: dict[str, torch.Tensor | float]) -> dict[str, torch.Tensor]:
+def detached(parts: dict[str, torch.Tensor | float]) -> dict[str, torch.Tensor]:
     return {
         k: (v.detach() if torch.is_tensor(v) else torch.tensor(float(v))) for k, v in parts.items()
     }
@@ -84,6 +77,7 @@ class Objective(nn.Module):
     """Base class: subclasses set ``name`` and implement ``forward``."""
 
     name = "objective"
+    label = "objective"  # a reader's name, in tables and figures
     uses_teacher = True
     uses_features = False
 
@@ -95,33 +89,36 @@ class TaskOnly(Objective):
     """w/o KD: the denoising loss alone (Diff-Pruning's plain fine-tuning)."""
 
     name = "nokd"
+    label = "w/o KD"
     uses_teacher = False
 
     def forward(self, eps, eS, eT=None, fS=None, fT=None, progress=None) -> LossOutput:
-        _check_outputs(eps, eS, None)
-        task = sq_sum(eS, eps)
-        return LossOutput(task, _detached({"task": task}))
+        check_outputs(eps, eS, None)
+        task = task_loss(eS, eps)
+        return LossOutput(task, detached({"task": task}))
 
 
 class OutKD(Objective):
     """``L_task + lam * ||eT - eS||^2``."""
 
     name = "outkd"
+    label = "OutKD"
 
     def __init__(self, lam: float = 1.0):
         super().__init__()
         self.lam = lam
 
     def forward(self, eps, eS, eT, fS=None, fT=None, progress=None) -> LossOutput:
-        _check_outputs(eps, eS, eT)
-        task, kd = sq_sum(eS, eps), sq_sum(eS, eT.detach())
-        return LossOutput(task + self.lam * kd, _detached({"task": task, "kd": kd}))
+        check_outputs(eps, eS, eT)
+        task, kd = task_loss(eS, eps), sq_sum(eS, eT.detach())
+        return LossOutput(task + self.lam * kd, detached({"task": task, "kd": kd}))
 
 
-class _WithFeatures(Objective):
-    """Holds FitNet adapters; ``feat_loss`` is ``sum_l ||A_l(fS_l) - fT_l||^2`` (optionally / ||fT_l||^2)."""
+class WithFeatures(Objective):
+    """Holds FitNet adapters; ``feat_loss`` is ``sum_l ||A_l(fS_l) - fT_l||^2`` (optionally / ||fT_l||^2).
 
-    uses_features = True
+    ``required=False`` (LIFT) leaves ``adapters`` as None when no widths are given, and the
+    objective then taps no features."""
 
     def __init__(
         self,
@@ -129,14 +126,19 @@ class _WithFeatures(Objective):
         teacher_widths: list[int] | None,
         tokens: bool = False,
         normalised: bool = False,
+        required: bool = True,
     ):
         super().__init__()
-        if student_widths is None or teacher_widths is None:
+        have_widths = student_widths is not None and teacher_widths is not None
+        if required and not have_widths:
             raise ValueError(
                 f"objective {self.name!r} taps features: build it with build_objective(name, student=, "
                 "teacher=, example_inputs=) or pass student_widths and teacher_widths"
             )
-        self.adapters = FitNetAdapters(student_widths, teacher_widths, tokens)
+        self.adapters = (
+            FitNetAdapters(student_widths, teacher_widths, tokens) if have_widths else None
+        )
+        self.uses_features = self.adapters is not None
         self.normalised = normalised
 
     def feat_loss(
@@ -156,10 +158,11 @@ class _WithFeatures(Objective):
         return total
 
 
-class FeatKD(_WithFeatures):
+class FeatKD(WithFeatures):
     """FitNet: ``L_task + lam_f * sum_l ||A_l(fS_l) - fT_l||^2``."""
 
     name = "featkd"
+    label = "FeatKD"
 
     def __init__(
         self, student_widths=None, teacher_widths=None, lam_f: float = 1.0, tokens: bool = False
@@ -168,15 +171,16 @@ class FeatKD(_WithFeatures):
         self.lam_f = lam_f
 
     def forward(self, eps, eS, eT=None, fS=None, fT=None, progress=None) -> LossOutput:
-        _check_outputs(eps, eS, None)
-        task, feat = sq_sum(eS, eps), self.feat_loss(fS, fT)
-        return LossOutput(task + self.lam_f * feat, _detached({"task": task, "feat": feat}))
+        check_outputs(eps, eS, None)
+        task, feat = task_loss(eS, eps), self.feat_loss(fS, fT)
+        return LossOutput(task + self.lam_f * feat, detached({"task": task, "feat": feat}))
 
 
 class NormFeatKD(FeatKD):
     """Normalised feature KD (LAPTOP-Diff): each layer's error divided by ``||fT_l||^2``."""
 
     name = "normfeatkd"
+    label = "NormFeatKD"
 
     def __init__(
         self, student_widths=None, teacher_widths=None, lam_f: float = 1.0, tokens: bool = False
@@ -185,10 +189,11 @@ class NormFeatKD(FeatKD):
         self.normalised = True
 
 
-class OutFeatKD(_WithFeatures):
+class OutFeatKD(WithFeatures):
     """OutKD plus the FitNet term at weight 1e-6."""
 
     name = "outkd+featkd"
+    label = "OutKD+FeatKD"
 
     def __init__(
         self,
@@ -202,148 +207,16 @@ class OutFeatKD(_WithFeatures):
         self.lam, self.feat_weight = lam, feat_weight
 
     def forward(self, eps, eS, eT, fS=None, fT=None, progress=None) -> LossOutput:
-        _check_outputs(eps, eS, eT)
-        task, kd, feat = sq_sum(eS, eps), sq_sum(eS, eT.detach()), self.feat_loss(fS, fT)
+        check_outputs(eps, eS, eT)
+        task, kd, feat = task_loss(eS, eps), sq_sum(eS, eT.detach()), self.feat_loss(fS, fT)
         total = task + self.lam * kd + self.feat_weight * feat
-        return LossOutput(total, _detached({"task": task, "kd": kd, "feat": feat}))
+        return LossOutput(total, detached({"task": task, "kd": kd, "feat": feat}))
 
 
-def fixed_weight(schedule: str, progress: float | None) -> float:
-    """The fine term's weight under a fixed schedule, rising from 0 to 1 over training."""
-    if schedule == "none":
-        return 1.0
-    if progress is None:
-        raise ValueError(
-            f"weight schedule {schedule!r} needs progress (the share of training done, 0..1)"
-        )
-    p = min(1.0, max(0.0, float(progress)))
-    if schedule == "linear":
-        return p
-    if schedule == "cosine":
-        return 0.5 * (1.0 - math.cos(math.pi * p))
-    if schedule == "sigmoid":  # the authors' sigmoid shape: sharpness 12 around mid-training
-        return 1.0 / (1.0 + math.exp(-12.0 * (p - 0.5)))
-    raise ValueError(f"unknown weight schedule {schedule!r}; choose one of {SCHEDULES}")
-
-
-def lift_terms(
-    eS: torch.Tensor,
-    eT: torch.Tensor,
-    group_size: int | None = None,
-    coarse: str = "l1",
-    eps: float = 1e-7,
-    remainder: str = "error",
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(L_coarse, L_fine, w_adaptive) of LIFT (``group_size=None``) or PLACE, batch-averaged."""
-    if coarse not in COARSE_NORMS:
-        raise ValueError(f"coarse must be one of {COARSE_NORMS}, got {coarse!r}")
-    B = eS.shape[0]
-    L_coarse = eS.new_zeros(B)
-    L_fine = eS.new_zeros(B)
-    dev1, dev0 = [], []
-    for x, y in grouped(eS, eT.detach(), group_size, remainder):
-        beta0, beta1 = ols_fit(x, y, eps)  # (B, C, G), differentiable in x = eS
-        n = x.shape[-1]
-        if coarse == "l1":
-            per_fit = (beta1 - 1).abs() + beta0.abs()
-        else:
-            per_fit = (beta1 - 1).square() + beta0.square()
-        L_coarse = L_coarse + n * per_fit.flatten(1).sum(1)
-        fit = beta0.detach().unsqueeze(-1) + beta1.detach().unsqueeze(-1) * x
-        L_fine = L_fine + (y - fit).square().flatten(1).sum(1)
-        dev1.append((beta1.detach() - 1).abs().flatten())
-        dev0.append(beta0.detach().abs().flatten())
-    w = 1.0 - torch.clamp(torch.cat(dev1).mean() + torch.cat(dev0).mean(), max=1.0)
-    return L_coarse.mean(0), L_fine.mean(0), w
-
-
-class LIFT(Objective):
-    """``L_task + lam * (L_coarse + w * L_fine) + feat_weight * FitNet`` (PLACE when group_size is set).
-
-    Options: ``group_size`` (None: LIFT, one fit per channel; K: PLACE), ``coarse`` ("l1", the
-    paper's DDPM setting, or "l2", its DiT fork), ``schedule`` ("adaptive", the paper's, or a
-    fixed "none" / "linear" / "cosine" / "sigmoid" for ablations), ``terms`` ("both", or the
-    "coarse" / "fine" ablations), ``eps`` (variance epsilon, 1e-7 as the DDPM fork),
-    ``remainder`` ("error" or "merge" when K does not divide H*W).
-    """
-
-    name = "lift"
-
-    def __init__(
-        self,
-        lam: float = 1.0,
-        group_size: int | None = None,
-        coarse: str = "l1",
-        schedule: str = "adaptive",
-        terms: str = "both",
-        eps: float = 1e-7,
-        remainder: str = "error",
-        student_widths: list[int] | None = None,
-        teacher_widths: list[int] | None = None,
-        feat_weight: float = COMBINED_FEAT_WEIGHT,
-        tokens: bool = False,
-    ):
-        super().__init__()
-        if schedule not in SCHEDULES:
-            raise ValueError(f"unknown weight schedule {schedule!r}; choose one of {SCHEDULES}")
-        if terms not in TERMS:
-            raise ValueError(f"terms must be one of {TERMS}, got {terms!r}")
-        if coarse not in COARSE_NORMS:
-            raise ValueError(f"coarse must be one of {COARSE_NORMS}, got {coarse!r}")
-        self.lam, self.group_size, self.coarse = lam, group_size, coarse
-        self.schedule, self.terms, self.eps, self.remainder = schedule, terms, eps, remainder
-        self.feat_weight = feat_weight
-        self.adapters = None
-        if student_widths is not None and teacher_widths is not None and feat_weight > 0:
-            self.adapters = FitNetAdapters(student_widths, teacher_widths, tokens)
-        self.uses_features = self.adapters is not None
-
-    def forward(self, eps, eS, eT, fS=None, fT=None, progress=None) -> LossOutput:
-        _check_outputs(eps, eS, eT)
-        task = sq_sum(eS, eps)
-        L_coarse, L_fine, w_adaptive = lift_terms(
-            eS, eT, self.group_size, self.coarse, self.eps, self.remainder
-        )
-        w = (
-            w_adaptive
-            if self.schedule == "adaptive"
-            else torch.tensor(fixed_weight(self.schedule, progress))
-        )
-        if self.terms == "coarse":
-            kd = L_coarse
-        elif self.terms == "fine":
-            kd = w * L_fine
-        else:
-            kd = L_coarse + w * L_fine
-        total = task + self.lam * kd
-        parts = {"task": task, "kd": kd, "coarse": L_coarse, "fine": L_fine, "w": w}
-        if self.adapters is not None:
-            if not fS or not fT:
-                raise ValueError("this LIFT objective has FitNet adapters: pass fS and fT")
-            feat = sum(
-                (a - t.detach()).square().flatten(1).sum(1).mean(0)
-                for a, t in zip(self.adapters(fS), fT, strict=True)
-            )
-            total = total + self.feat_weight * feat
-            parts["feat"] = feat
-        return LossOutput(total, _detached(parts))
-
-
-class PLACE(LIFT):
-    """LIFT+PLACE: LIFT with coefficients fitted per group of ``group_size`` ranked elements."""
-
-    name = "lift+place"
-
-    def __init__(self, group_size: int = 16, **kwargs):
-        if group_size is None:
-            raise ValueError("PLACE needs a group size K (16 in every table of the paper)")
-        super().__init__(group_size=group_size, **kwargs)
-
-
-def _pearson(a: torch.Tensor, b: torch.Tensor, dim: int, eps: float = 1e-8) -> torch.Tensor:
+def _pearson(a: torch.Tensor, b: torch.Tensor, dim: int, tiny: float = 1e-8) -> torch.Tensor:
     a = a - a.mean(dim, keepdim=True)
     b = b - b.mean(dim, keepdim=True)
-    return (a * b).sum(dim) / (a.norm(dim=dim) * b.norm(dim=dim) + eps)
+    return (a * b).sum(dim) / (a.norm(dim=dim) * b.norm(dim=dim) + tiny)
 
 
 class DIST(Objective):
@@ -355,49 +228,17 @@ class DIST(Objective):
     """
 
     name = "dist"
+    label = "DIST"
 
     def __init__(self, lam: float = 1.0, beta: float = 1.0, gamma: float = 1.0):
         super().__init__()
         self.lam, self.beta, self.gamma = lam, beta, gamma
 
     def forward(self, eps, eS, eT, fS=None, fT=None, progress=None) -> LossOutput:
-        _check_outputs(eps, eS, eT)
-        task = sq_sum(eS, eps)
+        check_outputs(eps, eS, eT)
+        task = task_loss(eS, eps)
         s, t = eS.flatten(1), eT.detach().flatten(1)
         inter = (1 - _pearson(s, t, dim=1)).mean()
         intra = (1 - _pearson(s, t, dim=0)).mean() if s.shape[0] > 1 else s.new_zeros(())
         kd = self.beta * inter + self.gamma * intra
-        return LossOutput(task + self.lam * kd, _detached({"task": task, "kd": kd}))
-
-
-OBJECTIVES: dict[str, type[Objective]] = {
-    cls.name: cls for cls in (TaskOnly, OutKD, FeatKD, OutFeatKD, LIFT, PLACE, DIST, NormFeatKD)
-}
-_FEATURE_OBJECTIVES = {"featkd", "outkd+featkd", "normfeatkd", "lift", "lift+place"}
-
-
-def build_objective(
-    name: str,
-    student: nn.Module | None = None,
-    teacher: nn.Module | None = None,
-    example_inputs: dict[str, torch.Tensor] | None = None,
-    **options,
-) -> Objective:
-    """The objective registered as ``name`` with ``options``.
-
-    With ``student``, ``teacher`` and ``example_inputs`` (keyword inputs of one forward pass),
-    objectives that use features get adapters sized from the tapped features; LIFT and PLACE then
-    carry the 1e-6 FitNet term of the paper's DDPM setting (``feat_weight=0`` removes it).
-    """
-    if name not in OBJECTIVES:
-        raise ValueError(f"unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}")
-    cls = OBJECTIVES[name]
-    if name in _FEATURE_OBJECTIVES and student is not None and teacher is not None:
-        if example_inputs is None:
-            raise ValueError("feature objectives need example_inputs to size their adapters")
-        options.setdefault("student_widths", feature_widths(student, example_inputs))
-        options.setdefault("teacher_widths", feature_widths(teacher, example_inputs))
-        from diffusers import DiTTransformer2DModel
-
-        options.setdefault("tokens", isinstance(student, DiTTransformer2DModel))
-    return cls(**options)
+        return LossOutput(task + self.lam * kd, detached({"task": task, "kd": kd}))

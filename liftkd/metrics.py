@@ -1,5 +1,7 @@
 """Metrics: FID, KID and precision/recall through torch-fidelity; parameters, MACs, latency.
 
+The counting functions need torch and torch-pruning only (pruning reports sizes with them);
+torch-fidelity and the offline extractor are imported when FID is first computed.
 ``fidelity(generated, reference, ...)`` compares two sets of uint8 images on the features of the
 profile's extractor: the offline classifier (``liftkd.feature_extractor``) or InceptionV3 (gpu
 profile). Precision and recall use k = 5 neighbours, as in the paper.
@@ -12,11 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch_fidelity
 from torch.utils.data import Dataset
-
-from liftkd import feature_extractor
-from liftkd.pruning import count_macs_any
 
 PRC_NEIGHBOURS = 5
 
@@ -50,6 +48,10 @@ def fidelity(
     ``extractor``: "classifier" (offline; needs ``classifier_path``) or "inception" (downloads
     InceptionV3 weights on first use). Both inputs are uint8 ``(N, C, H, W)``.
     """
+    import torch_fidelity
+
+    from liftkd import feature_extractor
+
     n = min(len(generated), len(reference))
     if n < 2:
         raise ValueError("fidelity needs at least 2 images on each side")
@@ -92,15 +94,25 @@ def fidelity(
     }
 
 
-def count_macs(model: torch.nn.Module, resolution: int, channels: int) -> int:
-    """Multiply-accumulates of one forward pass on one image (torch-pruning's counter).
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
 
-    The counter sees convolutions, linear layers and norms; the attention products are not
-    counted (they are a small share at these resolutions).
-    """
+
+def count_macs(model: torch.nn.Module, inputs) -> int:
+    """MACs of ``model(*inputs)`` or ``model(**inputs)`` (torch-pruning's counter: convolutions,
+    linear layers and norms; the attention products are not counted, a small share at these
+    resolutions)."""
+    import torch_pruning as tp
+
+    macs, _ = tp.utils.count_ops_and_params(model, inputs)
+    return int(macs)
+
+
+def macs_per_image(model: torch.nn.Module, resolution: int, channels: int) -> int:
+    """MACs of one U-Net forward pass on one ``channels`` x ``resolution``^2 image."""
     x = torch.zeros(1, channels, resolution, resolution)
     t = torch.zeros(1, dtype=torch.long)
-    return count_macs_any(model, (x, t))
+    return count_macs(model, (x, t))
 
 
 def latency_per_image(

@@ -3,18 +3,17 @@
 ``build_unet`` makes the U-Net of a profile (random weights), ``build_dit`` its small
 class-conditional DiT; ``load_unet`` reads a trained one
 from a local folder written by ``save_pretrained`` or, where the network allows, a hub id such as
-``google/ddpm-cifar10-32``; ``noise_scheduler`` is the DDPM forward process the teacher was
-trained with.
+``google/ddpm-cifar10-32`` (the noise schedule is in ``liftkd.diffusion``, parameter and MAC
+counts in ``liftkd.metrics``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-from diffusers import DDPMScheduler, DiTTransformer2DModel, UNet2DModel
+from diffusers import DiTTransformer2DModel, UNet2DModel
 
-from liftkd.config import DiffusionConfig, DiTConfig, UNetConfig
+from liftkd.config import DiTConfig, UNetConfig
 
 
 def build_unet(cfg: UNetConfig, resolution: int, channels: int) -> UNet2DModel:
@@ -89,16 +88,3 @@ def load_unet(source: str | Path) -> UNet2DModel:
                 "hub is out of reach or has no such model (offline machines: download it once "
                 "elsewhere and pass the folder)"
             ) from err
-
-
-def noise_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
-    return DDPMScheduler(
-        num_train_timesteps=cfg.num_train_timesteps,
-        beta_schedule=cfg.beta_schedule,
-        beta_start=cfg.beta_start,
-        beta_end=cfg.beta_end,
-    )
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

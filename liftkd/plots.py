@@ -1,4 +1,7 @@
-"""Figures drawn from saved results: sample grids and loss curves."""
+"""Figures and tables drawn from saved results: sample grids, curves, maps, bars, Markdown.
+
+Every function writes its figure to ``path`` and returns it, so that a notebook shows it too.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 10, title: str
     ax.axis("off")
     if title:
         ax.set_title(title)
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def loss_curve(
@@ -67,10 +70,10 @@ def loss_curve(
     ax.legend()
     if title:
         ax.set_title(title)
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
-def _finish(fig, path: str | Path):
+def finish(fig, path: str | Path):
     """Lay out, write to ``path`` and return the figure (so that a notebook shows it)."""
     fig.tight_layout()
     _save(fig, path)
@@ -111,7 +114,7 @@ def lines(
     if title:
         ax.set_title(title)
     if own:
-        return _finish(fig, path)
+        return finish(fig, path)
     return ax
 
 
@@ -137,7 +140,7 @@ def heatmaps(
         ax.axis("off")
     if title:
         fig.suptitle(title)
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def bars(
@@ -161,11 +164,33 @@ def bars(
     ax.tick_params(axis="x", labelsize=8, rotation=20)
     if title:
         ax.set_title(title)
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
-def write_table(rows: list[dict], stem: str | Path, title: str | None = None) -> None:
-    """``rows`` as ``stem.csv`` and a Markdown ``stem.md``."""
+def markdown_table(
+    rows: list[dict] | dict[str, dict],
+    title: str | None = None,
+    columns: Sequence[str] | None = None,
+) -> str:
+    """``rows`` (a list of dicts, or ``{name: dict}`` for one row per name) as a Markdown table;
+    ``columns`` picks and orders the columns (default: every key, in order of appearance)."""
+    if isinstance(rows, dict):
+        rows = [{"name": name, **row} for name, row in rows.items()]
+    keys = list(columns or dict.fromkeys(k for r in rows for k in r))
+
+    def fmt(v) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    out = ([f"# {title}", ""] if title else []) + [
+        "| " + " | ".join(keys) + " |",
+        "|" + "---|" * len(keys),
+    ]
+    out += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def write_table(rows: list[dict], stem: str | Path, title: str | None = None) -> str:
+    """``rows`` as ``stem.csv`` and a Markdown ``stem.md``; returns the Markdown."""
     import csv
 
     stem = Path(stem)
@@ -175,18 +200,17 @@ def write_table(rows: list[dict], stem: str | Path, title: str | None = None) ->
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines_ = ([f"# {title}", ""] if title else []) + [
-        "| " + " | ".join(keys) + " |",
-        "|" + "---|" * len(keys),
-    ]
-    lines_ += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
-    stem.with_suffix(".md").write_text("\n".join(lines_) + "\n")
+    text = markdown_table(rows, title)
+    stem.with_suffix(".md").write_text(text)
+    return text
 
 
 def sample_rows(rows: dict[str, torch.Tensor], path: str | Path, title: str | None = None):
-    """One labelled row of uint8 samples per entry: the objectives side by side."""
+    """One labelled row of uint8 samples per entry: the objectives side by side (nothing is
+    drawn, and None returned, when ``rows`` is empty)."""
     n = len(rows)
+    if n == 0:
+        return None
     fig, axes = plt.subplots(n, 1, figsize=(7, 0.8 * n + 0.5), squeeze=False)
     for ax, (label, images) in zip(axes[:, 0], rows.items(), strict=True):
         grid = image_grid(images, nrow=len(images))
@@ -196,4 +220,109 @@ def sample_rows(rows: dict[str, torch.Tensor], path: str | Path, title: str | No
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     if title:
         fig.suptitle(title)
-    return _finish(fig, path)
+    return finish(fig, path)
+
+
+def cost_shares(cost_rows: list[dict], path: str | Path):
+    """Parameters, MACs and latency of each student as a share of the teacher's, against ratio."""
+    ratios = [r["ratio"] for r in cost_rows]
+    series = {
+        k: (ratios, [r[k + "_share"] for r in cost_rows])
+        for k in ("params", "macs", "latency_s_per_image")
+    }
+    return lines(
+        series,
+        path,
+        "channel pruning ratio",
+        "share of the teacher",
+        logy=True,
+        title="What pruning removes",
+    )
+
+
+def coarse_share_by_timestep(rows_by_ratio: dict[float, list[dict]], path, title: str):
+    """The probe's coarse share of the KD error against the timestep, one line per ratio."""
+    series = {
+        f"{r:.0%} pruned": ([x["t"] for x in rows], [x["coarse_share"] for x in rows])
+        for r, rows in rows_by_ratio.items()
+    }
+    return lines(series, path, "timestep t", "coarse share of the KD error", title=title)
+
+
+def coarse_share_during_kd(during_rows: list[dict], path):
+    """Two panels over KD steps, one line per ratio: the coarse share and the KD error (means
+    over timesteps; rows as ``liftkd.error_study.during_rows`` makes them)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, key, ylabel, logy in (
+        (axes[0], "coarse_share", "coarse share (mean over t)", False),
+        (axes[1], "kd_error", "KD error per image (mean over t)", True),
+    ):
+        series = {}
+        for row in during_rows:
+            xs, ys = series.setdefault(f"{row['ratio']:.0%} pruned", ([], []))
+            xs.append(row["step"])
+            ys.append(row[key])
+        title = "Coarse share during OutKD" if key == "coarse_share" else "KD error during OutKD"
+        lines(series, None, "OutKD step", ylabel, ax=ax, logy=logy, title=title)
+    return finish(fig, path)
+
+
+def probe_corrected_bars(rows: list[dict], path):
+    """FID of plain and probe-corrected sampling per student, the floor (first row) as a line."""
+    return bars(
+        {f"{r['model']}\n{r.get('sampler', '')}": r["fid"] for r in rows[1:]},
+        path,
+        "FID (classifier features)",
+        title="Probe-corrected sampling",
+        reference=("floor", rows[0]["fid"]),
+        logy=True,
+    )
+
+
+def kd_losses(losses: dict, labels: dict[str, str], path, title: str):
+    """Two panels, one line per objective: the task loss and the whole objective over training
+    (``losses`` as ``liftkd.report.loss_summary`` makes them)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for spec, curve in losses.items():
+        axes[0].plot(curve["step"], curve["task"], label=labels[spec])
+        axes[1].plot(curve["step"], curve["loss"], label=labels[spec])
+    for ax, name in zip(
+        axes, ("task loss $\\|\\epsilon - \\epsilon_S\\|^2$", "objective (total)"), strict=True
+    ):
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.suptitle(title)
+    return finish(fig, path)
+
+
+def kd_evaluations(evals: list[dict], labels: dict[str, str], teacher_fid: float, path, title):
+    """Two panels over training, one line per objective: FID (the teacher's as a dashed line)
+    and the probe's coarse share of the KD error (``evals`` as ``evaluate_job`` returns them)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for spec, label in labels.items():
+        mine = sorted((r for r in evals if r["objective"] == spec), key=lambda r: r["step"])
+        steps = [r["step"] for r in mine]
+        axes[0].plot(steps, [r["fid"] for r in mine], marker="o", label=label)
+        axes[1].plot(steps, [r["coarse_share"] for r in mine], marker="o", label=label)
+    axes[0].axhline(teacher_fid, color="k", ls="--", lw=1, label="teacher")
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("FID (classifier features)")
+    axes[1].set_ylabel("coarse share of the KD error")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    return finish(fig, path)
+
+
+def curves_per_ratio(curves: dict[float, dict[str, tuple]], teacher_fid: float, path):
+    """One panel per ratio, one FID curve per objective over training, the teacher's dashed."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.8), squeeze=False)
+    for ax, ratio in zip(axes[0], sorted(curves), strict=True):
+        lines(curves[ratio], None, "step", "FID", title=f"{ratio:.0%} pruned", logy=True, ax=ax)
+        ax.axhline(teacher_fid, color="k", ls="--", lw=1)
+    return finish(fig, path)

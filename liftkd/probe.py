@@ -119,9 +119,6 @@ class Decomposition:
         """Coarse part over the whole error, summed over every fit (a scalar)."""
         return self.coarse.sum() / self.total.sum().clamp_min(torch.finfo(self.total.dtype).tiny)
 
-    def per_sample(self) -> dict[str, torch.Tensor]:
-        return {k: getattr(self, k).flatten(1).sum(1) for k in ("coarse", "fine", "total")}
-
 
 @torch.no_grad()
 def decompose(

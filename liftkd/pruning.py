@@ -26,10 +26,13 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from diffusers import DDPMScheduler, DiTTransformer2DModel, UNet2DModel
 from diffusers.models.attention_processor import Attention
 from tqdm.auto import tqdm
+
+from liftkd.diffusion import forward_noise
+from liftkd.losses import task_loss
+from liftkd.metrics import count_macs
 
 CRITERIA = ("diff-pruning", "taylor", "magnitude", "random")
 # torch-pruning computes int(s * (1 - ratio)); 10 * (1 - 0.9) is 0.999..., so nudge the ratio
@@ -91,9 +94,9 @@ class PruningReport:
         )
 
 
-def kept_channels(group_size: int, ratio: float) -> int:
-    """Channels torch-pruning keeps of a group of ``group_size`` at ``ratio`` (float-safe)."""
-    return int(group_size * (1.0 - ratio) + _FLOAT_SLACK * group_size)
+def kept_channels(channels_per_group: int, ratio: float) -> int:
+    """Channels torch-pruning keeps of a group of ``channels_per_group`` at ``ratio`` (float-safe)."""
+    return int(channels_per_group * (1.0 - ratio) + _FLOAT_SLACK * channels_per_group)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,7 +104,7 @@ def kept_channels(group_size: int, ratio: float) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def _group_sizes_unet(model: UNet2DModel) -> dict[str, int]:
+def _channels_per_group_unet(model: UNet2DModel) -> dict[str, int]:
     """Coupled channel-group size per GroupNorm and attention module (name -> channels per group)."""
     sizes = {}
     for name, m in model.named_modules():
@@ -112,7 +115,7 @@ def _group_sizes_unet(model: UNet2DModel) -> dict[str, int]:
     return sizes
 
 
-def _group_sizes_dit(model: DiTTransformer2DModel) -> dict[str, int]:
+def _channels_per_group_dit(model: DiTTransformer2DModel) -> dict[str, int]:
     sizes = {}
     for i, block in enumerate(model.transformer_blocks):
         sizes[f"transformer_blocks.{i}.attn1 (head dim)"] = (
@@ -126,7 +129,7 @@ def check_ratio(model: nn.Module, ratio: float) -> dict[str, int]:
     """Raise :class:`PruningError` unless ``ratio`` is a real cut of every coupled group."""
     if not isinstance(ratio, (int, float)) or not 0.0 < ratio < 1.0:
         raise PruningError(f"pruning ratio must be in (0, 1), got {ratio!r}")
-    sizes = _group_sizes(model)
+    sizes = _channels_per_group(model)
     emptied = {k: s for k, s in sizes.items() if kept_channels(s, ratio) == 0}
     if emptied:
         s = min(emptied.values())
@@ -147,11 +150,11 @@ def check_ratio(model: nn.Module, ratio: float) -> dict[str, int]:
     return sizes
 
 
-def _group_sizes(model: nn.Module) -> dict[str, int]:
+def _channels_per_group(model: nn.Module) -> dict[str, int]:
     if isinstance(model, UNet2DModel):
-        return _group_sizes_unet(model)
+        return _channels_per_group_unet(model)
     if isinstance(model, DiTTransformer2DModel):
-        return _group_sizes_dit(model)
+        return _channels_per_group_dit(model)
     raise PruningError(
         f"unsupported model {type(model).__name__}: liftkd prunes diffusers UNet2DModel and "
         "DiTTransformer2DModel"
@@ -204,9 +207,8 @@ def accumulate_gradients(
     loss_max, used = 0.0, []
     steps = range(0, scheduler.config.num_train_timesteps, timestep_stride)
     for t_val in tqdm(steps, desc="gradients", disable=not progress, leave=False):
-        t = torch.full((images.shape[0],), t_val, dtype=torch.long)
-        x_t = scheduler.add_noise(images, noise, t)
-        loss = F.mse_loss(_forward_eps(model, x_t, t, labels), noise)
+        x_t, t, _ = forward_noise(scheduler, images, t=t_val, noise=noise)
+        loss = task_loss(_forward_eps(model, x_t, t, labels), noise, reduction="mean")
         if threshold is not None and threshold > 0 and used and loss.item() < threshold * loss_max:
             break
         loss.backward()
@@ -275,15 +277,6 @@ def _fix_static_attributes(model: nn.Module) -> None:
             m.out_dim = m.to_out[0].out_features
 
 
-def count_macs_any(model: nn.Module, inputs) -> int:
-    """MACs of ``model(*inputs)`` or ``model(**inputs)`` (torch-pruning's counter: convolutions,
-    linear layers and norms; attention products are not counted)."""
-    import torch_pruning as tp
-
-    macs, _ = tp.utils.count_ops_and_params(model, inputs)
-    return int(macs)
-
-
 def _layer_widths(model: nn.Module) -> dict[str, tuple[str, int]]:
     out = {}
     for name, m in model.named_modules():
@@ -324,7 +317,7 @@ def prune(
         labels = torch.zeros(images.shape[0], dtype=torch.long)
     inputs = example_inputs(student)
     params_before = sum(p.numel() for p in student.parameters())
-    macs_before = count_macs_any(student, inputs)
+    macs_before = count_macs(student, inputs)
     widths_before = _layer_widths(student)
     torch.manual_seed(seed)
     pruner = tp.pruner.BasePruner(
@@ -365,7 +358,7 @@ def prune(
         params_before=params_before,
         params_after=sum(p.numel() for p in student.parameters()),
         macs_before=macs_before,
-        macs_after=count_macs_any(student, example_inputs(student)),
+        macs_after=count_macs(student, example_inputs(student)),
         layers=layers,
         gradient_timesteps=used,
     )
@@ -384,7 +377,7 @@ def _check_achieved(report: PruningReport, model: nn.Module) -> None:
     if isinstance(model, UNet2DModel):
         # every conv except conv_out (and the input conv's input) must reach the requested cut
         # within a group's rounding
-        sizes = _group_sizes_unet(model)
+        sizes = _channels_per_group_unet(model)
         tol = 1.0 / min(s for s in sizes.values()) if sizes else 0.0
         for layer in report.layers:
             if (
@@ -403,11 +396,6 @@ def _check_achieved(report: PruningReport, model: nn.Module) -> None:
 def _record_dit_widths(model: DiTTransformer2DModel) -> None:
     for b in model.transformer_blocks:
         b.attn1.inner_dim = b.attn1.to_q.out_features
-
-
-def describe_widths(model: nn.Module) -> dict[str, int]:
-    """Output widths of every conv / linear layer: what a pruned model's shapes are."""
-    return {name: w for name, (_, w) in _layer_widths(model).items()}
 
 
 def prune_depth(model: DiTTransformer2DModel, keep: list[int]) -> DiTTransformer2DModel:

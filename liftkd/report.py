@@ -1,6 +1,9 @@
-"""The sweep's results gathered for notebook 05: per-student rows, tables over seeds, curves.
+"""The sweep's results summarised: a job's rows (notebook 04), and the tables over seeds and the
+curves of notebook 05.
 
-Reads only what notebook 04 saved (``FIGURES_DIR/04_distill/<job>.json``); computes nothing anew.
+``summarise`` turns a job's evaluations into one row per student (final metrics, convergence,
+curves); ``loss_summary`` its loss history into windowed means. The rest reads only what
+notebook 04 saved (``FIGURES_DIR/04_distill/<job>.json``) and computes nothing anew.
 """
 
 from __future__ import annotations
@@ -11,7 +14,97 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from liftkd.claims import mean_fid
+from liftkd.objectives import label
+from liftkd.sweep.jobs import FINAL_SAMPLES, job_dir
+
+
+def mean_fid(rows: list[dict]) -> tuple[float, float]:
+    """(mean, standard deviation) over seeds; NaN (a diverged seed) makes the mean NaN."""
+    fids = [float(r["fid"]) if r["fid"] is not None else math.nan for r in rows]
+    if not fids:
+        return math.nan, math.nan
+    if any(math.isnan(f) for f in fids):
+        return math.nan, math.nan
+    return statistics.fmean(fids), statistics.stdev(fids) if len(fids) > 1 else 0.0
+
+
+def convergence(fids: list[float], within: float) -> str:
+    """ "converged" when the last two FIDs are within ``within`` of each other (relative to the
+    last), "diverged" when the last is NaN, else "did not converge"."""
+    if not fids or math.isnan(fids[-1]):
+        return "diverged"
+    if len(fids) < 2 or math.isnan(fids[-2]):
+        return "did not converge"
+    return "converged" if abs(fids[-1] - fids[-2]) <= within * fids[-1] else "did not converge"
+
+
+def summarise(job, profile, evals: list[dict]) -> list[dict]:
+    """One row per objective: final metrics, status, and the FID curve."""
+    rows = []
+    for spec in job.objectives:
+        mine = sorted((r for r in evals if r["objective"] == spec), key=lambda r: r["step"])
+        trained = [r for r in mine if r["step"] > 0]
+        fids = [float(r["fid"]) for r in trained]
+        last = trained[-1] if trained else {}
+        rows.append(
+            {
+                "job": job.name,
+                "group": job.group,
+                "ratio": job.ratio,
+                "seed": job.seed,
+                "objective": spec,
+                "label": label(spec, profile.distill.group_size),
+                "status": convergence(fids, profile.distill.converged_within),
+                "fid": last.get("fid"),
+                "kid": last.get("kid"),
+                "precision": last.get("precision"),
+                "recall": last.get("recall"),
+                "coarse_share": last.get("coarse_share"),
+                "fid_curve": {int(r["step"]): r["fid"] for r in mine},
+                "coarse_share_curve": {int(r["step"]): r["coarse_share"] for r in mine},
+                "params": last.get("params"),
+                "steps": job.train.steps,
+            }
+        )
+    return rows
+
+
+def loss_summary(history_path: str | Path, specs: list[str], window: int = 20) -> dict:
+    """Each objective's loss parts averaged over windows of ``window`` steps (for the figures and
+    the results file; the full per-step history stays in ``history.csv``)."""
+    import pandas as pd
+
+    hist = pd.read_csv(history_path)
+    bins = hist["step"] // window
+    out = {}
+    for spec in specs:
+        cols = {c.split("/", 1)[1]: c for c in hist.columns if c.startswith(f"{spec}/")}
+        means = hist[list(cols.values())].groupby(bins).mean()
+        out[spec] = {"step": [int((b + 1) * window) for b in means.index]}
+        out[spec].update({part: means[c].round(6).tolist() for part, c in cols.items()})
+    return out
+
+
+def labels(specs, group_size: int | None) -> dict[str, str]:
+    """``{spec: a reader's label}`` for a job's objectives (PLACE's K filled in)."""
+    return {spec: label(spec, group_size) for spec in specs}
+
+
+def diverged_steps(result, specs) -> dict[str, int]:
+    """``{spec: the step its student diverged at, or -1}`` from a job's training result."""
+    return {spec: int(result.ema.diverged_at[i]) for i, spec in enumerate(specs)}
+
+
+def final_samples(run_dir: str | Path, job_name: str, labels: dict[str, str], n: int = 20):
+    """``{label: the first n final samples}`` of a job's students (what ``evaluate_job`` kept in
+    the run folder; empty when the run folder is not at hand)."""
+    import torch
+
+    path = job_dir(run_dir, job_name) / FINAL_SAMPLES
+    if not path.exists():
+        return {}
+    kept = torch.load(path, weights_only=True)
+    return {lab: kept[spec][:n] for spec, lab in labels.items() if spec in kept}
 
 
 def load_jobs(folder: str | Path, profile_name: str | None = None) -> list[dict]:
@@ -39,10 +132,6 @@ def student_rows(jobs: list[dict]) -> list[dict]:
         for row in job["rows"]:
             out.append({**row, "macs": job["student_costs"]["macs"]})
     return out
-
-
-def _spread(values: list[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def table(rows: list[dict], group: str = "main") -> list[dict]:
@@ -107,4 +196,64 @@ def curves(rows: list[dict], key: str = "fid_curve") -> dict[float, dict[str, tu
         for lab, cs in by_label.items():
             steps = sorted(cs[0])
             out[ratio][lab] = (steps, [statistics.fmean(c[s] for c in cs) for s in steps])
+    return out
+
+
+def group_rows(rows: list[dict], group: str) -> list[dict]:
+    return [r for r in rows if r["group"] == group]
+
+
+def job_names(jobs: list[dict]) -> list[str]:
+    return [j["job"] for j in jobs]
+
+
+def job_commits(jobs: list[dict]) -> list[str]:
+    """The commits the jobs were run at (more than one: the sweep spans code changes)."""
+    return sorted({str(j["meta"].get("git", {}).get("commit")) for j in jobs})
+
+
+def reference_fids(jobs: list[dict]) -> tuple[float, float]:
+    """(teacher FID, real-vs-real floor) under the sweep's evaluation settings."""
+    ref = jobs[0]["reference"]
+    return ref["teacher"]["fid"], ref["floor"]["fid"]
+
+
+def ratios(rows: list[dict], group: str = "main") -> list[float]:
+    return sorted({float(r["ratio"]) for r in rows if r["group"] == group})
+
+
+def job_at(jobs: list[dict], ratio: float, group: str = "main") -> dict:
+    """The first job of ``group`` at ``ratio`` (the lowest seed: jobs are sorted by name)."""
+    for job in jobs:
+        if job["group"] == group and math.isclose(float(job["ratio"]), ratio):
+            return job
+    raise KeyError(f"no {group} job at ratio {ratio}")
+
+
+def samples_at(jobs: list[dict], run_dir, ratio: float, teacher_samples=None, n: int = 20):
+    """``{label: samples}`` of every student of the lowest seed at ``ratio`` (main and ablation
+    jobs), the teacher's first when given; empty without the run folder."""
+    seed = min(int(j["seed"]) for j in jobs)
+    grids = {} if teacher_samples is None else {"teacher": teacher_samples[:n]}
+    for job in jobs:
+        if math.isclose(float(job["ratio"]), ratio) and int(job["seed"]) == seed:
+            grids.update(final_samples(run_dir, job["job"], job["labels"], n))
+    return grids if len(grids) > (teacher_samples is not None) else {}
+
+
+def ablation_table(rows: list[dict], ratio: float) -> list[dict]:
+    """The LIFT rows of the main job at ``ratio`` beside the ablation job's rows."""
+    main = [
+        r for r in table(rows, "main") if r["ratio"] == ratio and r["objective"].startswith("LIFT")
+    ]
+    return main + table(rows, "ablation")
+
+
+def fid_by_objective(table_rows: list[dict]) -> dict[str, tuple[list, list]]:
+    """``{objective label: (ratios, FIDs)}``: the lines of FID against pruning ratio."""
+    out: dict[str, tuple[list, list]] = {}
+    for r in table_rows:
+        xs, ys = out.setdefault(r["objective"], ([], []))
+        xs.append(r["ratio"])
+        ys.append(r["fid"])
     return out

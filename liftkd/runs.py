@@ -3,19 +3,28 @@
 ``write_results(path, results, profile)`` writes ``{"results": ..., "meta": ...}`` where ``meta``
 holds the profile (resolved), the library versions, the git commit (and whether the tree had
 uncommitted changes), the host and the time. ``read_results`` reads it back.
+
+Also here: tables that grow one row at a time and survive an interruption (``append_row``,
+``read_rows``), and a file lock for results that two jobs of ``make -j2`` may both ask for.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime as dt
+import fcntl
 import json
 import os
 import platform
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from liftkd.config import parse_scalar
 
 LIBRARIES = (
     "torch",
@@ -112,3 +121,41 @@ def write_results(
 
 def read_results(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())["results"]
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """The rows of a CSV table written by ``append_row``, values parsed (empty cells are None)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [
+            {k: parse_scalar(v) if v != "" else None for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
+
+
+def append_row(path: str | Path, row: dict, columns: list[str]) -> None:
+    """Append one row to a CSV table (header first if new), flushed to disk before returning."""
+    path = Path(path)
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, restval="")
+        if new:
+            w.writeheader()
+        w.writerow(row)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@contextmanager
+def locked(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``'s ``.lock`` file (one process at a time inside)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -1,4 +1,5 @@
-"""Students: the teacher pruned at a ratio with a criterion, made once and kept in the run folder.
+"""Students: the teacher pruned at a ratio with a criterion, made once and kept in the run folder;
+and notebook 02's survey of them (sizes, layer widths, costs, quality before fine-tuning).
 
 ``get_student(profile, run_dir, teacher, ratio, criterion)`` prunes on the profile's fixed batch
 (the first ``pruning.batch_size`` training images, one noise draw) and saves the student with
@@ -15,7 +16,7 @@ import torch
 from liftkd.checkpoints import load_model, save_model
 from liftkd.config import Profile
 from liftkd.data import load_splits, to_model_range
-from liftkd.models import noise_scheduler
+from liftkd.diffusion import noise_scheduler
 from liftkd.pruning import prune
 
 STUDENTS_DIR = "students"
@@ -79,3 +80,85 @@ def report_row(report: dict) -> dict:
         "achieved_min": min(achieved) if achieved else 0.0,
         "achieved_max": max(achieved) if achieved else 0.0,
     }
+
+
+def prune_all(profile: Profile, run_dir: str | Path, teacher: torch.nn.Module):
+    """Notebook 02: every ratio with every criterion of the profile, pruned (or loaded).
+
+    Returns (table rows, ``{(criterion, ratio): report}``)."""
+    rows, reports = [], {}
+    for criterion in profile.pruning.criteria:
+        for ratio in profile.pruning.ratios:
+            _, report = get_student(profile, run_dir, teacher, ratio, criterion)
+            reports[(criterion, ratio)] = report
+            rows.append(report_row(report))
+    return rows, reports
+
+
+def layer_rows(reports: dict, criterion: str) -> list[dict]:
+    """The width of every layer before and after pruning, per ratio, for one criterion."""
+    return [
+        {
+            "ratio": ratio,
+            "layer": layer["name"],
+            "kind": layer["kind"],
+            "before": layer["before"],
+            "after": layer["after"],
+            "achieved_ratio": layer["achieved_ratio"],
+        }
+        for (crit, ratio), report in reports.items()
+        if crit == criterion
+        for layer in report["layers"]
+    ]
+
+
+def cost_rows(profile: Profile, run_dir: str | Path, teacher: torch.nn.Module) -> list[dict]:
+    """Parameters, MACs and sampling latency of the teacher and each student, with their share
+    of the teacher's."""
+    from liftkd.evaluation import costs
+
+    teacher_costs = costs(teacher, profile)
+    rows = [{"model": "teacher", "ratio": 0.0, **teacher_costs}]
+    for ratio in profile.pruning.ratios:
+        student, _ = get_student(profile, run_dir, teacher, ratio)
+        rows.append({"model": f"student {ratio}", "ratio": ratio, **costs(student, profile)})
+    for r in rows:
+        for key in ("params", "macs", "latency_s_per_image"):
+            r[key + "_share"] = r[key] / teacher_costs[key]
+    return rows
+
+
+def before_finetuning(
+    profile: Profile, run_dir: str | Path, teacher: torch.nn.Module, teacher_samples: torch.Tensor
+) -> tuple[list[dict], torch.Tensor]:
+    """The students scored before any fine-tuning: every ratio of the default criterion, and
+    every criterion at the middle ratio, beside the floor and the teacher on as many images.
+
+    Returns (rows, a grid of 10 samples per ratio of the default criterion, teacher first)."""
+    from liftkd.evaluation import floor, sample, score
+
+    n = len(teacher_samples)
+    rows = [
+        {"model": "floor (held-out real)", **floor(profile, run_dir, n=n)},
+        {"model": "teacher", **score(profile, run_dir, teacher_samples)},
+    ]
+    grids = [teacher_samples[:10]]
+    ratios = profile.pruning.ratios
+    middle = ratios[len(ratios) // 2]
+    for criterion in profile.pruning.criteria:
+        for ratio in ratios:
+            if criterion != profile.pruning.criterion and ratio != middle:
+                continue
+            student, _ = get_student(profile, run_dir, teacher, ratio, criterion)
+            samples = sample(student, profile, n=n)
+            rows.append(
+                {
+                    "model": f"{criterion} {ratio}",
+                    "criterion": criterion,
+                    "ratio": ratio,
+                    **score(profile, run_dir, samples),
+                }
+            )
+            if criterion == profile.pruning.criterion:
+                grids.append(samples[:10])
+    return rows, torch.cat(grids)

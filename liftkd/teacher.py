@@ -13,28 +13,26 @@ import argparse
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DModel
 
 from liftkd.config import Profile, get_profile
 from liftkd.data import load_splits
-from liftkd.models import build_unet, load_unet, noise_scheduler
+from liftkd.diffusion import forward_noise, noise_scheduler
+from liftkd.losses import task_loss
+from liftkd.models import build_unet, load_unet
 from liftkd.train import TrainResult, train
 
 TEACHER_DIR = "teacher"
 MODEL_DIR = "model"  # save_pretrained output inside the teacher folder
+SAMPLES_FILE = "teacher_samples.pt"  # notebook 01's samples, scored again at other counts later
 
 
 def denoising_loss(scheduler: DDPMScheduler):
-    """``L_task = ||eps - eps_theta(x_t, t)||^2`` (mean over elements), t uniform."""
-    T = scheduler.config.num_train_timesteps
+    """``L_task`` (mean over elements, the usual DDPM loss), t uniform (``liftkd.diffusion``)."""
 
     def loss_fn(model: torch.nn.Module, x0: torch.Tensor, g: torch.Generator, progress: float):
-        noise = torch.randn(x0.shape, generator=g).to(x0.device)
-        t = torch.randint(0, T, (x0.shape[0],), generator=g).to(x0.device)
-        x_t = scheduler.add_noise(x0, noise, t)
-        loss = F.mse_loss(model(x_t, t).sample, noise)
-        return loss, {}
+        x_t, t, noise = forward_noise(scheduler, x0, g)
+        return task_loss(model(x_t, t).sample, noise, reduction="mean"), {}
 
     return loss_fn
 
@@ -67,6 +65,34 @@ def get_teacher(
     if result.steps_run > 0 or not (out / "config.json").exists():
         result.ema.save_pretrained(out)
     return result.ema.eval(), result
+
+
+def training_summary(result: TrainResult | None) -> dict:
+    """Steps, time and the final loss of a teacher's training (all None for a pretrained one)."""
+    if result is None:
+        return {"train_steps": None, "final_loss_mean_last_100": None, "train_seconds": None}
+    last = [row["loss"] for row in result.history[-100:]]
+    return {
+        "train_steps": len(result.history),
+        "steps_run_now": result.steps_run,
+        "resumed_from": result.resumed_from,
+        "final_loss_mean_last_100": sum(last) / len(last) if last else None,
+        "train_seconds": result.seconds,
+    }
+
+
+def save_samples(samples: torch.Tensor, run_dir: str | Path) -> Path:
+    path = Path(run_dir) / SAMPLES_FILE
+    torch.save(samples, path)
+    return path
+
+
+def load_samples(run_dir: str | Path, n: int | None = None) -> torch.Tensor:
+    """The first ``n`` of the teacher's samples saved by notebook 01 (uint8)."""
+    path = Path(run_dir) / SAMPLES_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run notebook 01 (the teacher) first")
+    return torch.load(path, weights_only=True)[:n]
 
 
 def main(argv: list[str] | None = None) -> None:

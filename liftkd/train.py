@@ -30,6 +30,8 @@ import csv
 import dataclasses
 import math
 import os
+import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +71,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)  # one row per step
     resumed_from: int | None = None  # the checkpoint step a run continued from, if any
     steps_run: int = 0  # optimisation steps taken by this call
+    seconds: float = 0.0  # wall time of this call
 
 
 def step_generator(seed: int, step: int, process: int = 0) -> torch.Generator:
@@ -104,6 +107,27 @@ def _atomic_save(obj: object, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def snapshot_path(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / SNAPSHOTS / f"step_{step}.pt"
+
+
+def list_snapshots(run_dir: str | Path) -> dict[int, Path]:
+    """The snapshots a run kept, ``{step: path}`` in step order."""
+    found = {}
+    for path in (Path(run_dir) / SNAPSHOTS).glob("step_*.pt"):
+        m = re.fullmatch(r"step_(\d+)\.pt", path.name)
+        if m:
+            found[int(m.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+def set_threads(threads: int | None) -> int:
+    """Use ``threads`` torch CPU threads (None: leave torch's default); returns the number in use."""
+    if threads:
+        torch.set_num_threads(int(threads))
+    return torch.get_num_threads()
 
 
 def write_history(history: list[dict], path: Path) -> None:
@@ -163,6 +187,7 @@ def train(
             f"keep_snapshots must be False, True, 'model' or 'ema', got {keep_snapshots!r}"
         )
     snapshot_ema = keep_snapshots == "ema"
+    t_call = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / CHECKPOINT
@@ -181,7 +206,9 @@ def train(
         if start < cfg.steps:
             accelerator.print(f"[{desc}] resuming from step {start} of {cfg.steps} ({ckpt_path})")
     if start >= cfg.steps:
-        return TrainResult(model.eval(), ema, history, resumed_from, steps_run=0)
+        return TrainResult(
+            model.eval(), ema, history, resumed_from, 0, time.perf_counter() - t_call
+        )
 
     model.train()
     model, opt = accelerator.prepare(model, opt)
@@ -205,14 +232,12 @@ def train(
             if keep_snapshots and (step % (snapshot_every or 1) == 0 or step == cfg.steps):
                 (run_dir / SNAPSHOTS).mkdir(exist_ok=True)
                 weights = ema if snapshot_ema else accelerator.unwrap_model(model)
-                _atomic_save(weights.state_dict(), run_dir / SNAPSHOTS / f"step_{step}.pt")
+                _atomic_save(weights.state_dict(), snapshot_path(run_dir, step))
         accelerator.wait_for_everyone()
 
     if keep_snapshots and start == 0 and accelerator.is_main_process:
         (run_dir / SNAPSHOTS).mkdir(exist_ok=True)
-        _atomic_save(
-            accelerator.unwrap_model(model).state_dict(), run_dir / SNAPSHOTS / "step_0.pt"
-        )
+        _atomic_save(accelerator.unwrap_model(model).state_dict(), snapshot_path(run_dir, 0))
     bar = tqdm(
         total=cfg.steps,
         initial=start,
@@ -263,4 +288,6 @@ def train(
             last_good = done
     bar.close()
     unwrapped = accelerator.unwrap_model(model).cpu().eval()
-    return TrainResult(unwrapped, ema.cpu(), history, resumed_from, steps_run=cfg.steps - start)
+    return TrainResult(
+        unwrapped, ema.cpu(), history, resumed_from, cfg.steps - start, time.perf_counter() - t_call
+    )

@@ -76,3 +76,12 @@ def test_random_subset_covers_every_class_unlike_the_first_images():
     assert len(sub) == 256 and set(sub.labels.tolist()) == set(range(10))
     assert torch.equal(sub.images, holdout.random_subset(256, seed=0).images)
     assert len(holdout.random_subset(10**6)) == len(holdout)
+
+
+def test_spread_over_labels_shows_every_class_in_order():
+    images = torch.arange(40, dtype=torch.uint8).view(40, 1, 1, 1)
+    labels = torch.tensor([i % 4 for i in range(40)])  # stored interleaved
+    picked = ImageSet(images, labels).spread_over_labels(8)
+    assert picked.labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    unlabelled = ImageSet(images, None).spread_over_labels(5)
+    assert unlabelled.images.flatten().tolist() == [0, 1, 2, 3, 4]

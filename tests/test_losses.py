@@ -5,8 +5,9 @@ import torch
 
 from liftkd.config import get_profile
 from liftkd.features import FeatureTap
-from liftkd.losses import LIFT, OBJECTIVES, PLACE, build_objective, fixed_weight, lift_terms
+from liftkd.lift import LIFT, PLACE, fixed_weight, lift_terms
 from liftkd.models import build_unet
+from liftkd.objectives import OBJECTIVES, build_objective
 from liftkd.pruning import example_inputs, prune
 from tests.conftest import OUTPUT_SHAPES
 
@@ -161,12 +162,13 @@ def test_feature_objectives_on_a_pruned_unet():
             eT = teacher(x, t).sample
         out = objective(torch.randn_like(eS), eS, eT, s_tap.features, t_tap.features)
         out.total.backward()
-        assert out.parts["feat"] > 0
-        adapter = (
-            objective.adapters.adapters[0]
-            if name != "lift+place"
-            else objective.adapters.adapters[0]
-        )
+        parts = out.parts
+        assert parts["feat"] > 0
+        # the FitNet term enters at weight 1 alone (FeatKD) and 1e-6 beside an output term
+        feat_weight = 1.0 if name in ("featkd", "normfeatkd") else 1e-6
+        expected = parts["task"] + parts.get("kd", 0.0) + feat_weight * parts["feat"]
+        torch.testing.assert_close(out.total.detach(), expected)
+        adapter = objective.adapters.adapters[0]
         assert adapter.weight.grad is not None and adapter.weight.abs().max() <= 0.005
         assert all(p.grad is None for p in teacher.parameters())
         student.zero_grad()
@@ -179,3 +181,20 @@ def test_every_objective_is_registered_and_callable():
             continue
         out = build_objective(name)(eps, eS, eT, progress=0.5)
         assert torch.isfinite(out.total) and "task" in out.parts, name
+
+
+def test_lift_without_the_fitnet_term_taps_no_features():
+    p = get_profile("smoke")
+    teacher = build_unet(p.unet, 8, 1).eval()
+    student, _ = prune(teacher, 0.5, "magnitude", progress=False)
+    inputs = example_inputs(teacher, batch=2)
+    with_term = build_objective("lift", student=student, teacher=teacher, example_inputs=inputs)
+    without = build_objective(
+        "lift", student=student, teacher=teacher, example_inputs=inputs, feat_weight=0
+    )
+    assert with_term.uses_features and with_term.adapters is not None
+    assert not without.uses_features and without.adapters is None
+    assert not list(without.parameters())  # nothing for the optimiser: LIFT itself learns nothing
+    with pytest.raises(ValueError, match="needs the tapped features"):
+        eS = student(inputs["sample"], inputs["timestep"]).sample
+        with_term(torch.randn_like(eS), eS, eS.detach())

@@ -4,7 +4,7 @@ import torch
 from liftkd.config import ClassifierConfig, get_profile
 from liftkd.data import load_splits
 from liftkd.feature_extractor import accuracy, load_classifier, save_classifier, train_classifier
-from liftkd.metrics import count_macs, fidelity
+from liftkd.metrics import fidelity, macs_per_image
 from liftkd.models import build_unet
 
 
@@ -58,4 +58,4 @@ def test_macs_grow_with_width():
     p = get_profile("smoke")
     small = build_unet(p.unet, 8, 1)
     wide = build_unet(type(p.unet)(**{**p.unet.__dict__, "block_out_channels": (40, 80)}), 8, 1)
-    assert 0 < count_macs(small, 8, 1) < count_macs(wide, 8, 1)
+    assert 0 < macs_per_image(small, 8, 1) < macs_per_image(wide, 8, 1)

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from liftkd.config import get_profile
-from liftkd.models import build_unet, count_parameters, load_unet
+from liftkd.metrics import count_parameters
+from liftkd.models import build_unet, load_unet
 
 
 @pytest.fixture

@@ -8,7 +8,9 @@ from diffusers import DDIMScheduler
 
 from liftkd.checkpoints import load_model, save_model
 from liftkd.config import get_profile
-from liftkd.models import build_dit, build_unet, count_parameters, noise_scheduler
+from liftkd.diffusion import noise_scheduler
+from liftkd.metrics import count_parameters
+from liftkd.models import build_dit, build_unet
 from liftkd.pruning import PruningError, check_ratio, kept_channels, prune, prune_depth
 from liftkd.sampling import ddim_sample, unet_eps
 

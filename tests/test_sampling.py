@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from liftkd.config import get_profile
-from liftkd.models import build_unet, noise_scheduler
+from liftkd.diffusion import noise_scheduler
+from liftkd.models import build_unet
 from liftkd.sampling import ddim_sample, initial_noise, unet_eps
 
 

@@ -1,40 +1,33 @@
-"""The KD sweep: job plans, objective specs, students trained side by side, divergence, resume."""
+"""The KD sweep: job plans and names, make's job list, students trained side by side, divergence."""
 
 import copy
 import math
+import re
 import subprocess
 
 import pytest
 import torch
 
-from liftkd import sweep
 from liftkd.config import TrainConfig, get_profile
-from liftkd.distill import KDGroup, KDModule, distill, distill_group
-from liftkd.losses import LossOutput, Objective, build_objective
-from liftkd.models import build_unet, noise_scheduler
+from liftkd.diffusion import noise_scheduler
+from liftkd.distill import KDGroup, KDModule, distill, distill_group, load_snapshot
+from liftkd.losses import LossOutput, Objective
+from liftkd.models import build_unet
+from liftkd.objectives import build_objective, parse_spec
 from liftkd.pruning import prune
+from liftkd.report import convergence
+from liftkd.sweep import jobs
 from liftkd.train import TrainingDiverged
 from tests.conftest import REPO
 
 # ---- specs and plans ----------------------------------------------------------------------
 
 
-def test_spec_options_are_parsed_and_place_gets_the_sweeps_k():
-    assert sweep.parse_spec("outkd") == ("outkd", {})
-    assert sweep.parse_spec("lift+place", 16) == ("lift+place", {"group_size": 16})
-    name, opts = sweep.parse_spec("lift+place:group_size=4,coarse=l2,schedule=none", 16)
-    assert name == "lift+place" and opts == {"group_size": 4, "coarse": "l2", "schedule": "none"}
-    assert sweep.label("lift+place:schedule=none", 16) == "LIFT+PLACE (K=16, w=1)"
-    assert sweep.label("outkd+featkd") == "OutKD+FeatKD"
-    with pytest.raises(ValueError, match="key=value"):
-        sweep.parse_spec("lift+place:group_size")
-
-
 def test_cpu_plan_is_the_issue_sweep():
     profile = get_profile("cpu")
-    jobs = {j.name: j for j in sweep.plan(profile)}
-    assert set(jobs) == {"main_r0.5_s0", "main_r0.7_s0", "main_r0.9_s0", "ablation_r0.9_s0"}
-    main = jobs["main_r0.9_s0"]
+    planned = {j.name: j for j in jobs.plan(profile)}
+    assert set(planned) == {"main_r0.5_s0", "main_r0.7_s0", "main_r0.9_s0", "ablation_r0.9_s0"}
+    main = planned["main_r0.9_s0"]
     assert main.objectives == (
         "nokd",
         "outkd",
@@ -43,44 +36,67 @@ def test_cpu_plan_is_the_issue_sweep():
         "lift",
         "lift+place",
     )
-    ablation = jobs["ablation_r0.9_s0"]
+    ablation = planned["ablation_r0.9_s0"]
     # the ablation job trains as long as the main job of its ratio, on the same batches (seed)
     assert ablation.train == main.train
     assert "lift+place:schedule=none" in ablation.objectives
     assert "lift+place:coarse=l2" in ablation.objectives
-    ks = {sweep.parse_spec(s, 16)[1]["group_size"] for s in (*ablation.objectives, "lift+place")}
+    ks = {parse_spec(s, 16)[1]["group_size"] for s in (*ablation.objectives, "lift+place")}
     assert ks == {4, 16, 64}
-    for job in jobs.values():  # checkpoints fall on evaluation steps, the last at the end
+    for job in planned.values():  # checkpoints fall on evaluation steps, the last at the end
         assert job.eval_steps[-1] == job.train.steps
         assert all(s % job.train.checkpoint_every == 0 for s in job.eval_steps)
-    assert jobs["main_r0.9_s0"].train.steps > jobs["main_r0.5_s0"].train.steps
+    assert planned["main_r0.9_s0"].train.steps > planned["main_r0.5_s0"].train.steps
 
 
 def test_bad_jobs_fail_before_training():
     profile = get_profile("cpu")
     with pytest.raises(ValueError, match="not in the profile"):
-        sweep.make_job(profile, "main", 0.8, 0)
+        jobs.make_job(profile, "main", 0.8, 0)
     with pytest.raises(ValueError, match="unknown job group"):
-        sweep.make_job(profile, "extra", 0.9, 0)
+        jobs.make_job(profile, "extra", 0.9, 0)
     with pytest.raises(ValueError, match="divide"):
-        sweep.eval_steps(1001, 4)
-    with pytest.raises(ValueError, match="main_r0.9_s0"):
-        sweep.parse_job_name("r0.9")
-    assert sweep.parse_job_name("ablation_r0.9_s2") == ("ablation", 0.9, 2)
+        jobs.eval_steps(1001, 4)
+    with pytest.raises(ValueError, match="unknown objective 'liftt'"):
+        jobs.make_job(profile, "main", 0.9, 0, objectives=["outkd", "liftt"])
+    for bad in ("r0.9", "main_0.9_0", "main_rx_s0"):
+        with pytest.raises(ValueError, match="main_r0.9_s0"):
+            jobs.parse_job_name(bad)
+    assert jobs.parse_job_name("ablation_r0.9_s2") == ("ablation", 0.9, 2)
 
 
-@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
-def test_makefile_jobs_match_the_profile(profile):
-    seeds = [str(s) for s in get_profile(profile).distill.seeds]
+def test_a_job_is_rebuilt_from_its_name_alone():
+    profile = get_profile("cpu")
+    for job in jobs.plan(profile, seeds=[0, 3]):
+        assert jobs.job_from_name(profile, job.name) == job
+    short = jobs.job_from_name(profile, "main_r0.5_s1", objectives=["outkd"], steps=40)
+    assert short.objectives == ("outkd",) and short.train.steps == 40 and short.train.seed == 1
+    assert jobs.job_dir("runs/x", short) == jobs.job_dir("runs/x", "main_r0.5_s1")
+
+
+@pytest.mark.parametrize(
+    "profile, seeds", [("smoke", ""), ("cpu", ""), ("gpu", ""), ("smoke", "1 2")]
+)
+def test_make_gets_its_jobs_from_the_profile(profile, seeds):
+    """The Makefile states no ratio or seed: it asks ``python -m liftkd.sweep list``."""
     make = subprocess.run(
-        ["make", "--no-print-directory", "list-sweep", f"PROFILE={profile}"],
+        ["make", "--no-print-directory", "list-sweep", f"PROFILE={profile}", f"SEEDS={seeds}"],
         cwd=REPO,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split()
-    assert sorted(make) == sorted(j.name for j in sweep.plan(get_profile(profile)))
-    assert {sweep.parse_job_name(n)[2] for n in make} == {int(s) for s in seeds}
+    chosen = [int(s) for s in seeds.split()] or None
+    assert make == [j.name for j in jobs.plan(get_profile(profile), chosen)]
+    assert {jobs.parse_job_name(n)[2] for n in make} == set(
+        chosen or get_profile(profile).distill.seeds
+    )
+
+
+def test_the_makefile_states_no_sweep_ratio():
+    text = (REPO / "Makefile").read_text()
+    assert not re.findall(r"\b0\.[0-9]+\b", text), "ratios belong to the profiles"
+    assert "SWEEP_RATIOS" not in text and "ABLATION_RATIO" not in text
 
 
 def test_gpu_profile_resolves_and_its_ratios_are_reachable():
@@ -89,8 +105,8 @@ def test_gpu_profile_resolves_and_its_ratios_are_reachable():
     assert d.train.lr == d.train.lr_min == 2e-4 and d.train.ema_decay == 0.9999
     assert d.eval_samples == 50_000 and d.eval_ddim_steps == 100 and len(d.seeds) >= 3
     assert profile.feature_extractor == "inception"
-    jobs = sweep.plan(profile)
-    assert len(jobs) == 4 * len(d.seeds)
+    planned = jobs.plan(profile)
+    assert len(planned) == 4 * len(d.seeds)
     # the dry run: the make targets of the sweep, under accelerate launch when asked
     dry = subprocess.run(
         ["make", "-n", "sweep", "PROFILE=gpu", "LAUNCH=accelerate launch --multi_gpu"],
@@ -99,7 +115,7 @@ def test_gpu_profile_resolves_and_its_ratios_are_reachable():
         text=True,
         check=True,
     ).stdout
-    assert dry.count("accelerate launch --multi_gpu -m liftkd.sweep train") == len(jobs)
+    assert dry.count("accelerate launch --multi_gpu -m liftkd.sweep train") == len(planned)
     # the teacher's architecture (random weights, nothing downloaded) prunes at the top ratio
     teacher = build_unet(profile.unet, profile.data.resolution, profile.data.channels)
     student, report = prune(teacher, max(d.ratios), "magnitude")
@@ -145,7 +161,7 @@ def test_side_by_side_equals_training_each_student_alone(tiny, tmp_path):
         obj = copy.deepcopy(initial[n])
         res = distill(alone, teacher, obj, images, CFG, sched, tmp_path / n, progress=False)
         ours = group.ema.member(n).student.state_dict()
-        for k, v in res.ema.student.state_dict().items():
+        for k, v in res.ema.member(obj.name).student.state_dict().items():
             torch.testing.assert_close(ours[k], v, rtol=1e-5, atol=1e-6, msg=f"{n}: {k}")
     assert (group.ema.diverged_at == -1).all()
     # the snapshots the evaluations sample from are the EMA weights
@@ -191,7 +207,6 @@ def test_a_diverged_student_is_frozen_and_the_others_go_on(tiny, tmp_path):
         students2, teacher, objectives2, images, longer, sched, tmp_path, progress=False
     )
     assert res2.ema.diverged_at.tolist() == [3, -1] and res2.steps_run == 3
-    assert sweep.convergence([100.0, math.nan], 0.1) == "diverged"
 
 
 def test_every_student_diverged_stops_the_run(tiny, tmp_path):
@@ -228,7 +243,33 @@ def test_group_needs_one_objective_per_student(tiny, tmp_path):
 
 
 def test_convergence_rule():
-    assert sweep.convergence([500.0, 120.0, 100.0, 95.0], 0.10) == "converged"
-    assert sweep.convergence([500.0, 200.0, 150.0], 0.10) == "did not converge"
-    assert sweep.convergence([80.0], 0.10) == "did not converge"
-    assert sweep.convergence([], 0.10) == "diverged"
+    assert convergence([500.0, 120.0, 100.0, 95.0], 0.10) == "converged"
+    assert convergence([500.0, 200.0, 150.0], 0.10) == "did not converge"
+    assert convergence([80.0], 0.10) == "did not converge"
+    assert convergence([], 0.10) == "diverged"
+    assert convergence([100.0, math.nan], 0.10) == "diverged"
+    assert convergence([math.nan, 100.0], 0.10) == "did not converge"
+
+
+def test_one_student_snapshots_load_by_member_name(tiny, tmp_path):
+    profile, teacher, student, images = tiny
+    sched = noise_scheduler(profile.diffusion)
+    res = distill(
+        copy.deepcopy(student),
+        teacher,
+        build_objective("outkd"),
+        images,
+        CFG,
+        sched,
+        tmp_path,
+        progress=False,
+        snapshots="model",
+    )
+    snap = tmp_path / "snapshots" / "step_6.pt"
+    loaded = load_snapshot(copy.deepcopy(student), snap)
+    trained = res.model.member("outkd").student.state_dict()
+    for k, v in loaded.state_dict().items():
+        torch.testing.assert_close(v, trained[k])
+    assert load_snapshot(copy.deepcopy(student), snap, member="outkd") is not None
+    with pytest.raises(KeyError, match="no student 'lift'"):
+        load_snapshot(copy.deepcopy(student), snap, member="lift")

@@ -10,7 +10,8 @@ import torch
 
 from liftkd.config import get_profile
 from liftkd.data import load_splits
-from liftkd.models import build_unet, noise_scheduler
+from liftkd.diffusion import noise_scheduler
+from liftkd.models import build_unet
 from liftkd.teacher import denoising_loss, train_teacher
 from liftkd.train import CHECKPOINT, TrainingDiverged, lr_at, train
 
@@ -118,3 +119,15 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path, python):
     p = get_profile("smoke", teacher={"steps": steps, "checkpoint_every": every})
     straight = train_teacher(p, tmp_path / "straight", progress=False)
     assert [r["loss"] for r in resumed["history"]] == pytest.approx(_losses(straight), rel=1e-5)
+
+
+def test_snapshots_are_listed_in_step_order(tmp_path):
+    from liftkd.train import list_snapshots, snapshot_path
+
+    assert list_snapshots(tmp_path) == {}
+    for step in (100, 5, 20):
+        snapshot_path(tmp_path, step).parent.mkdir(exist_ok=True)
+        snapshot_path(tmp_path, step).touch()
+    (tmp_path / "snapshots" / "step_x.pt").touch()  # not a snapshot name: ignored
+    assert list(list_snapshots(tmp_path)) == [5, 20, 100]
+    assert list_snapshots(tmp_path)[20] == tmp_path / "snapshots" / "step_20.pt"

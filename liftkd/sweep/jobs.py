@@ -1,0 +1,134 @@
+"""The sweep's plan: which jobs a profile asks for, each resolved from the profile once.
+
+A job is named ``{group}_r{ratio}_s{seed}`` (``main_r0.9_s0``, ``ablation_r0.9_s0``): ``main``
+trains the profile's ``distill.objectives`` at one ratio, ``ablation`` its ``distill.ablations``
+at ``distill.ablation_ratio``. ``plan(profile)`` lists every job; ``job_from_name`` rebuilds one
+from its name, which is all that make passes around (``python -m liftkd.sweep list`` prints the
+names, so the ratios and seeds are stated only in the profile).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+from liftkd.config import Profile, TrainConfig
+from liftkd.objectives import parse_spec
+
+GROUPS = ("main", "ablation")
+# what a run's sweep writes: run_dir/distill/<job>/{checkpoint.pt, history.csv, snapshots/, ...}
+DISTILL_DIR = "distill"
+EVALS = "evals.csv"  # a job's evaluations, one row per (objective, step)
+FINAL_SAMPLES = "samples_final.pt"  # 100 samples of every student at the last evaluation
+RESULTS = "results.json"  # the job's summary, written last: its presence means the job is done
+REFERENCE = "reference.json"  # the teacher and the floor under the sweep's evaluation settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    group: str  # "main" or "ablation"
+    ratio: float
+    seed: int
+    objectives: tuple[str, ...]
+    train: TrainConfig  # resolved: steps, seed, checkpoint interval
+    evaluations: int = 4
+
+    @property
+    def name(self) -> str:
+        return job_name(self.group, self.ratio, self.seed)
+
+    @property
+    def eval_steps(self) -> list[int]:
+        return eval_steps(self.train.steps, self.evaluations)
+
+
+def job_name(group: str, ratio: float, seed: int) -> str:
+    return f"{group}_r{ratio:g}_s{seed}"
+
+
+def eval_steps(steps: int, evaluations: int) -> list[int]:
+    """``evaluations`` evenly spaced steps, the last one ``steps``."""
+    if evaluations < 1 or steps % evaluations:
+        raise ValueError(f"{evaluations} evaluations must divide {steps} steps evenly")
+    every = steps // evaluations
+    return [every * (i + 1) for i in range(evaluations)]
+
+
+def _checkpoint_every(eval_every: int, target: int) -> int:
+    """The largest divisor of ``eval_every`` not above ``target``: checkpoints fall on evaluations."""
+    return max(d for d in range(1, min(eval_every, target) + 1) if eval_every % d == 0)
+
+
+def make_job(
+    profile: Profile,
+    group: str,
+    ratio: float,
+    seed: int,
+    objectives: list[str] | None = None,
+    steps: int | None = None,
+) -> Job:
+    """The job of ``group`` at ``ratio`` and ``seed``, resolved from the profile."""
+    cfg = profile.distill
+    if group not in GROUPS:
+        raise ValueError(f"unknown job group {group!r}; choose one of {GROUPS}")
+    if steps is None:
+        ref = cfg.ablation_ratio if group == "ablation" else ratio
+        matches = [s for r, s in zip(cfg.ratios, cfg.steps, strict=True) if math.isclose(r, ref)]
+        if not matches:
+            raise ValueError(
+                f"ratio {ratio} is not in the profile's distill.ratios {cfg.ratios}; "
+                "pass steps explicitly"
+            )
+        steps = matches[0]
+    if objectives is None:
+        objectives = cfg.ablations if group == "ablation" else cfg.objectives
+    for spec in objectives:
+        parse_spec(spec)  # fail here, not an hour into training
+    every = eval_steps(steps, cfg.evaluations)[0]
+    train_cfg = dataclasses.replace(
+        cfg.train,
+        steps=steps,
+        seed=seed,
+        checkpoint_every=_checkpoint_every(every, cfg.train.checkpoint_every),
+    )
+    return Job(group, float(ratio), int(seed), tuple(objectives), train_cfg, cfg.evaluations)
+
+
+def plan(profile: Profile, seeds: list[int] | None = None) -> list[Job]:
+    """Every job of the sweep: each ratio's main job, and the ablation job, for every seed."""
+    cfg = profile.distill
+    jobs = []
+    for seed in seeds if seeds is not None else cfg.seeds:
+        jobs += [make_job(profile, "main", r, seed) for r in cfg.ratios]
+        if cfg.ablations:
+            jobs.append(make_job(profile, "ablation", cfg.ablation_ratio, seed))
+    return jobs
+
+
+def sweep_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / DISTILL_DIR
+
+
+def job_dir(run_dir: str | Path, job: Job | str) -> Path:
+    """The folder of a job (or of a job name)."""
+    return sweep_dir(run_dir) / (job if isinstance(job, str) else job.name)
+
+
+def parse_job_name(name: str) -> tuple[str, float, int]:
+    """``"main_r0.9_s0"`` -> ("main", 0.9, 0)."""
+    try:
+        group, r, s = name.split("_")
+        if not (r.startswith("r") and s.startswith("s")):
+            raise ValueError
+        return group, float(r[1:]), int(s[1:])
+    except ValueError:
+        raise ValueError(f"job names look like main_r0.9_s0, got {name!r}") from None
+
+
+def job_from_name(
+    profile: Profile, name: str, objectives: list[str] | None = None, steps: int | None = None
+) -> Job:
+    """The job called ``name`` (``main_r0.9_s0``), resolved from the profile."""
+    group, ratio, seed = parse_job_name(name)
+    return make_job(profile, group, ratio, seed, objectives, steps)

@@ -1,0 +1,144 @@
+"""The summaries and tables that notebooks 02-05 show, computed by the package from saved rows."""
+
+import math
+
+import pytest
+import torch
+
+from liftkd import bench, claims, error_study, report
+from liftkd.config import get_profile
+from liftkd.plots import markdown_table
+from liftkd.students import layer_rows
+from liftkd.sweep import jobs
+
+
+def _row(objective, ratio, fid, group="main", seed=0, label=None):
+    return {
+        "objective": objective,
+        "label": label or objective.upper(),
+        "group": group,
+        "ratio": ratio,
+        "seed": seed,
+        "fid": fid,
+        "status": "converged",
+        "params": 10,
+        "steps": 100,
+        "fid_curve": {0: 900.0, 100: fid},
+    }
+
+
+ROWS = [
+    _row("outkd", 0.5, 10.0),
+    _row("lift+place", 0.5, 12.0, label="LIFT+PLACE (K=16)"),
+    _row("outkd", 0.9, 40.0),
+    _row("lift+place", 0.9, 30.0, label="LIFT+PLACE (K=16)"),
+    _row("lift+place:group_size=4", 0.9, 25.0, group="ablation", label="LIFT+PLACE (K=4)"),
+]
+
+
+def test_mean_fid_over_seeds_and_a_diverged_seed():
+    assert report.mean_fid([{"fid": 10.0}, {"fid": 14.0}]) == (12.0, pytest.approx(2.828, 1e-3))
+    assert report.mean_fid([{"fid": 10.0}]) == (10.0, 0.0)
+    assert all(math.isnan(v) for v in report.mean_fid([{"fid": 10.0}, {"fid": math.nan}]))
+
+
+def test_fid_lines_and_the_ablation_table():
+    main = report.table(ROWS, "main")
+    assert report.fid_by_objective(main) == {
+        "OUTKD": ([0.5, 0.9], [10.0, 40.0]),
+        "LIFT+PLACE (K=16)": ([0.5, 0.9], [12.0, 30.0]),
+    }
+    ablation = report.ablation_table(ROWS, 0.9)
+    assert [r["objective"] for r in ablation] == ["LIFT+PLACE (K=16)", "LIFT+PLACE (K=4)"]
+    assert report.ratios(ROWS) == [0.5, 0.9] and report.ratios(ROWS, "ablation") == [0.9]
+    assert len(report.group_rows(ROWS, "ablation")) == 1
+
+
+def test_jobs_found_by_ratio_and_their_samples(tmp_path):
+    found = [
+        {"job": "ablation_r0.9_s0", "group": "ablation", "ratio": 0.9, "seed": 0, "labels": {}},
+        {"job": "main_r0.9_s0", "group": "main", "ratio": 0.9, "seed": 0, "labels": {"a": "A"}},
+        {"job": "main_r0.9_s1", "group": "main", "ratio": 0.9, "seed": 1, "labels": {"a": "A"}},
+    ]
+    assert report.job_at(found, 0.9)["job"] == "main_r0.9_s0"
+    with pytest.raises(KeyError):
+        report.job_at(found, 0.5)
+    assert report.samples_at(found, tmp_path, 0.9, torch.zeros(30, 1, 4, 4)) == {}
+    folder = jobs.job_dir(tmp_path, "main_r0.9_s0")
+    folder.mkdir(parents=True)
+    torch.save({"a": torch.ones(50, 1, 4, 4, dtype=torch.uint8)}, folder / jobs.FINAL_SAMPLES)
+    grids = report.samples_at(found, tmp_path, 0.9, torch.zeros(30, 1, 4, 4, dtype=torch.uint8))
+    assert list(grids) == ["teacher", "A"] and len(grids["A"]) == 20 and len(grids["teacher"]) == 20
+
+
+def test_place_overhead_is_read_by_the_label_bench_writes(tmp_path):
+    assert bench.place_overhead_pct(tmp_path, 8, 4) is None
+    (tmp_path / bench.OBJECTIVES_FILE).write_text(
+        "size,shape,objective,share_of_kd_step_pct\n"
+        f"a,32x1x8x8,{bench.place_label(4)},0.98\n"
+        f"b,32x1x28x28,{bench.place_label(4)},1.50\n"
+        f"c,32x1x8x8,{bench.place_label(16)},0.95\n"
+    )
+    assert bench.place_overhead_pct(tmp_path, 8, 4) == 0.98
+    assert bench.place_overhead_pct(tmp_path, 28, 4) == 1.50
+    assert bench.place_overhead_pct(tmp_path, 8, 16) == 0.95
+    assert bench.place_overhead_pct(tmp_path, 16, 4) is None
+
+
+def test_markdown_table_from_rows_or_named_rows():
+    text = markdown_table(
+        {"teacher": {"fid": 1.23456}, "floor": {"fid": 0.5}}, columns=["name", "fid"]
+    )
+    assert text.splitlines() == [
+        "| name | fid |",
+        "|---|---|",
+        "| teacher | 1.235 |",
+        "| floor | 0.5 |",
+    ]
+    assert markdown_table([{"a": 1}], title="T").startswith("# T\n\n| a |")
+
+
+def test_layer_rows_keep_one_criterion_in_ratio_order():
+    layer = {"name": "conv", "kind": "conv", "before": 10, "after": 5, "achieved_ratio": 0.5}
+    reports = {
+        ("magnitude", 0.5): {"layers": [layer]},
+        ("diff-pruning", 0.5): {"layers": [layer, {**layer, "name": "up"}]},
+        ("diff-pruning", 0.9): {"layers": [{**layer, "after": 1, "achieved_ratio": 0.9}]},
+    }
+    rows = layer_rows(reports, "diff-pruning")
+    assert [(r["ratio"], r["layer"], r["after"]) for r in rows] == [
+        (0.5, "conv", 5),
+        (0.5, "up", 5),
+        (0.9, "conv", 1),
+    ]
+
+
+def test_error_study_summaries():
+    during = {
+        0.5: {0: [{"coarse_share": 0.4, "total": 10.0}, {"coarse_share": 0.2, "total": 20.0}]},
+        0.9: {
+            0: [{"coarse_share": 0.1, "total": 5.0}],
+            20: [{"coarse_share": 0.3, "total": 1.0}],
+        },
+    }
+    rows = error_study.during_rows(during)
+    assert rows[0] == {
+        "ratio": 0.5,
+        "step": 0,
+        "coarse_share": pytest.approx(0.3),
+        "kd_error": 15.0,
+    }
+    assert [(r["ratio"], r["step"]) for r in rows] == [(0.5, 0), (0.9, 0), (0.9, 20)]
+    assert error_study.at_last_step(during)[0.9] == [{"coarse_share": 0.3, "total": 1.0}]
+    assert error_study.final_losses({0.5: [{"loss": 3.0}, {"loss": 2.0}]}) == {0.5: {"loss": 2.0}}
+
+
+def test_claims_header_names_the_setting_and_the_commit():
+    profile = get_profile("smoke")
+    ref = {"teacher": {"fid": 0.74}, "floor": {"fid": 0.01}, "n_samples": 100, "ddim_steps": 10}
+    found = [{"reference": ref, "meta": {"git": {"commit": "6f14786cc5abcdef"}}}]
+    text = claims.header(profile, found, [{"seed": 1}, {"seed": 0}])
+    assert "teacher FID 0.74, real-vs-real floor 0.01" in text
+    assert "KD steps 50%: 20, 90%: 20" in text and "seeds [0, 1]" in text
+    assert "Commit 6f14786cc5." in text
+    assert "Commit ?." in claims.header(profile, [{"reference": ref, "meta": {}}], [])
