@@ -36,7 +36,7 @@ THREADS ?= $(shell n=$$(( $$(nproc) / $(JOBS) )); echo $$(( n > 0 ? n : 1 )))
 # several GPUs: LAUNCH='accelerate launch --multi_gpu --num_processes 4' trains each job under it
 LAUNCH ?=
 
-.PHONY: help venv reproduce sweep list-sweep test bench lint lab clean clean-runs
+.PHONY: help venv reproduce sweep list-sweep tutorial test bench lint lab clean clean-runs
 
 help: ## list the targets
 	@echo "liftkd: LIFT and PLACE reproduced. PROFILE=smoke|cpu|gpu (now: $(PROFILE)), RUN_NAME, OVERRIDES"
@@ -92,6 +92,14 @@ $(RUN_DIR)/03_error_decomposition.ipynb: $(RUN_DIR)/02_pruning.ipynb
 # (second expansion: the job list is asked for only when 05 is considered, after the venv exists)
 .SECONDEXPANSION:
 $(RUN_DIR)/05_results.ipynb: $$(SWEEP_RESULTS) $(RUN_DIR)/03_error_decomposition.ipynb
+
+# the teaching notebook: needs no other notebook, trains its own tiny teacher (about a minute)
+TUTORIAL_DIR ?= runs/tutorial
+tutorial: $(STAMP) ## the notebook that teaches the moment decomposition, run into TUTORIAL_DIR
+	@mkdir -p $(TUTORIAL_DIR)
+	$(PAPERMILL) notebooks/tutorial_moment_decomposition.ipynb \
+		$(TUTORIAL_DIR)/tutorial_moment_decomposition.ipynb \
+		-p RUN_DIR $(TUTORIAL_DIR) -p FIGURES_DIR $(TUTORIAL_DIR)/figures
 
 test: $(STAMP) ## ruff (lint, format) and pytest, including the smoke profile end to end
 	$(PY) -m ruff check .

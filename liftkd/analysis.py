@@ -10,12 +10,13 @@ from __future__ import annotations
 import torch
 from diffusers import DDPMScheduler
 
+from liftkd.diffusion import forward_noise
 from liftkd.probe import corrected, decompose, error_map
 from liftkd.sampling import EpsFn
 
 
 @torch.no_grad()
-def _outputs(student, teacher, images, scheduler, t_val: int, seed: int, batch: int = 128):
+def predictions(student, teacher, images, scheduler, t_val: int, seed: int, batch: int = 128):
     """(eS, eT) on ``images`` noised to ``t_val`` with the noise of ``seed``, both in eval mode."""
     student.eval()
     teacher.eval()
@@ -24,8 +25,7 @@ def _outputs(student, teacher, images, scheduler, t_val: int, seed: int, batch: 
     eS, eT = [], []
     for i in range(0, len(images), batch):
         x0, n = images[i : i + batch], noise[i : i + batch]
-        t = torch.full((len(x0),), t_val, dtype=torch.long)
-        x_t = scheduler.add_noise(x0, n, t)
+        x_t, t, _ = forward_noise(scheduler, x0, t=t_val, noise=n)
         eS.append(student(x_t, t).sample)
         eT.append(teacher(x_t, t).sample)
     return torch.cat(eS), torch.cat(eT)
@@ -44,7 +44,7 @@ def decomposition_over_timesteps(
     """One row per timestep: the KD error per image, its coarse and fine parts, the coefficients."""
     rows = []
     for t_val in timesteps:
-        eS, eT = _outputs(student, teacher, images, scheduler, t_val, seed)
+        eS, eT = predictions(student, teacher, images, scheduler, t_val, seed)
         d = decompose(eS, eT, group_size=group_size, eps=0.0)
         B = eS.shape[0]
         rows.append(
@@ -72,7 +72,7 @@ def error_maps(
 ) -> dict[int, torch.Tensor]:
     """Mean squared KD error per pixel, (H, W), at each timestep."""
     return {
-        int(t): error_map(*_outputs(student, teacher, images, scheduler, t, seed))
+        int(t): error_map(*predictions(student, teacher, images, scheduler, t, seed))
         for t in timesteps
     }
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from liftkd.config import get_profile
-from liftkd.diffusion import noise_scheduler
+from liftkd.diffusion import forward_noise, noise_scheduler
 from liftkd.models import build_unet
 from liftkd.objectives import build_objective
 from liftkd.plots import write_table
@@ -102,9 +102,7 @@ def kd_step_seconds(channels: int, resolution: int, batch: int, repeats: int) ->
     opt = torch.optim.AdamW(student.parameters(), lr=1e-4)
     sched = noise_scheduler(p.diffusion)
     x0 = torch.rand(batch, channels, resolution, resolution) * 2 - 1
-    noise = torch.randn_like(x0)
-    t = torch.randint(0, 1000, (batch,))
-    x_t = sched.add_noise(x0, noise, t)
+    x_t, t, _ = forward_noise(sched, x0, torch.Generator().manual_seed(0))
 
     def step():
         with torch.no_grad():

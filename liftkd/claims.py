@@ -5,6 +5,9 @@ Verdicts: "supported", "not supported", or "inconclusive" (with why). Two FIDs a
 when they differ by less than ``tol`` (5%) of the smaller, or, with several seeds, when the gap is
 within their spread; a student is "stable" when no evaluation raises its FID by more than
 ``tol_curve`` (10%) over the one before and it did not diverge.
+
+Long because each of the seven claims has its own rule, thresholds and wording of the verdict;
+they stay in one file so that every rule can be read, and checked, in one place.
 """
 
 from __future__ import annotations

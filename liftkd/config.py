@@ -11,6 +11,9 @@ Three profiles share one code path:
 
 A profile is resolved once (``get_profile(name, **overrides)``), written next to every result
 (``Profile.to_dict``) and never changed by the code that uses it.
+
+Long because the three profiles are written out in full, side by side: a reader compares them
+setting by setting in one place.
 """
 
 from __future__ import annotations

@@ -1,40 +1,28 @@
-"""Evaluating a generator the same way everywhere: samples, FID/KID/PR beside the floor, costs;
-and a sweep job's students over training.
+"""Evaluating a generator the same way everywhere: samples, FID/KID/PR beside the floor, costs.
 
 The reference set is always the training split. The floor is the held-out split scored against
 it with the same extractor and the same number of images as a generator gets (FID is biased by
 sample size), so a reader can tell what a number means: a generator at the floor is as close to
 the training images as unseen real images are.
 
-``evaluate_job`` scores every student of a sweep job at every evaluation step (FID, KID,
-precision, recall and the probe's coarse share), appending to ``evals.csv`` one row at a time,
-so that an interrupted job re-measures nothing; ``reference`` caches the teacher's and the
-floor's scores under the sweep's evaluation settings, shared by every job of a run.
+A sweep job's students are evaluated over training by ``liftkd.sweep.evaluation``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import os
 import time
 from pathlib import Path
 
 import torch
 
 from liftkd import feature_extractor as fx
-from liftkd.analysis import decomposition_over_timesteps
 from liftkd.config import Profile
-from liftkd.data import ImageSet, load_splits, to_model_range
+from liftkd.data import ImageSet, load_splits
 from liftkd.diffusion import noise_scheduler
-from liftkd.distill import KDGroup, KDModule
 from liftkd.metrics import count_parameters, fidelity, latency_per_image, macs_per_image
-from liftkd.runs import append_row, locked, read_rows
 from liftkd.sampling import EpsFn, ddim_sample, unet_eps
-from liftkd.sweep.jobs import EVALS, FINAL_SAMPLES, REFERENCE, Job, job_dir, sweep_dir
-from liftkd.sweep.training import build_group
-from liftkd.train import snapshot_path
 
 CLASSIFIER_FILE = "feature_extractor.pt"
 
@@ -183,117 +171,3 @@ def saved_floor(profile: Profile, run_dir: str | Path, results_00: str | Path) -
     if path.exists():
         return json.loads(path.read_text())["results"]["floor"]
     return floor(profile, run_dir, n=profile.sampling.n_samples)
-
-
-# ---- a sweep job's students over training -----------------------------------------------
-
-
-def eval_profile(profile: Profile) -> Profile:
-    """The profile with the sweep's evaluation sampling (fewer images and DDIM steps)."""
-    cfg = profile.distill
-    sampling = dataclasses.replace(
-        profile.sampling, n_samples=cfg.eval_samples, num_inference_steps=cfg.eval_ddim_steps
-    )
-    return dataclasses.replace(profile, sampling=sampling)
-
-
-def probe_shares(student, teacher, images, profile: Profile) -> dict:
-    """The probe's coarse share of the KD error (and its parts) at the sweep's timesteps."""
-    rows = decomposition_over_timesteps(
-        student,
-        teacher,
-        images,
-        noise_scheduler(profile.diffusion),
-        profile.distill.probe_timesteps,
-    )
-    out = {f"coarse_share_t{r['t']}": r["coarse_share"] for r in rows}
-    total = sum(r["total"] for r in rows)
-    out["coarse_share"] = sum(r["coarse"] for r in rows) / total if total > 0 else math.nan
-    out["kd_error"] = total / len(rows)
-    return out
-
-
-def evaluate_job(
-    job: Job,
-    profile: Profile,
-    run_dir: str | Path,
-    teacher: torch.nn.Module,
-    student: torch.nn.Module,
-    progress: bool = True,
-) -> list[dict]:
-    """Score every student at every evaluation step (cached in ``evals.csv``); returns all rows.
-
-    Step 0 is the pruned student before any training, the same for every objective. The
-    samples of the last step are kept in ``samples_final.pt`` for the figures."""
-    d = job_dir(run_dir, job)
-    path = d / EVALS
-    done = {(r["objective"], int(r["step"])) for r in read_rows(path)}
-    ev = eval_profile(profile)
-    _, holdout = load_splits(profile.data)
-    probe_images = to_model_range(
-        holdout.random_subset(profile.distill.probe_images, seed=1).images
-    )
-    students, objectives = build_group(job, profile, teacher, student)
-    group = KDGroup({s: KDModule(students[s], objectives[s]) for s in job.objectives})
-    columns = ["objective", "step", "diverged", "fid", "kid", "precision", "recall"]
-    columns += [f"coarse_share_t{t}" for t in profile.distill.probe_timesteps]
-    columns += ["coarse_share", "kd_error", "params", "seconds"]
-    final_samples = d / FINAL_SAMPLES
-    kept = torch.load(final_samples, weights_only=True) if final_samples.exists() else {}
-    pruned_row = None
-    for step in [0, *job.eval_steps]:
-        todo = [s for s in job.objectives if (s, step) not in done]
-        if not todo:
-            continue
-        if step:
-            snap = snapshot_path(d, step)
-            if not snap.exists():
-                raise FileNotFoundError(f"{snap} is missing: train the job first")
-            group.load_state_dict(torch.load(snap, map_location="cpu", weights_only=True))
-            group.eval()
-        for i, spec in enumerate(job.objectives):
-            if spec not in todo:
-                continue
-            t0 = time.perf_counter()
-            diverged = int(group.diverged_at[i]) if step else -1
-            row = {"objective": spec, "step": step, "diverged": diverged >= 0 and diverged < step}
-            if row["diverged"]:
-                row.update(fid=math.nan, kid=math.nan, precision=math.nan, recall=math.nan)
-            elif step == 0 and pruned_row is not None:
-                row.update(pruned_row)  # every objective starts from the same pruned student
-            else:
-                s = (group.member(spec).student if step else student).eval()
-                images = sample(s, ev, progress=False)
-                row.update({k: v for k, v in score(ev, run_dir, images).items() if k != "kid_std"})
-                row.update(probe_shares(s, teacher, probe_images, profile))
-                row["params"] = count_parameters(s)
-                if step == 0:
-                    pruned_row = {k: v for k, v in row.items() if k not in ("objective",)}
-                if step == job.eval_steps[-1]:
-                    kept[spec] = images[:100]
-                    torch.save(kept, final_samples)
-            row["seconds"] = round(time.perf_counter() - t0, 1)
-            append_row(path, row, columns)
-            if progress:
-                print(f"[{job.name}] step {step:>5} {spec:<28} FID {row['fid']:.2f}", flush=True)
-    return read_rows(path)
-
-
-def reference(profile: Profile, run_dir: str | Path, teacher, progress: bool = True) -> dict:
-    """The teacher and the real-vs-real floor under the sweep's evaluation settings (cached)."""
-    path = sweep_dir(run_dir) / REFERENCE
-    with locked(path):
-        if path.exists():
-            return json.loads(path.read_text())
-        ev = eval_profile(profile)
-        images = sample(teacher, ev, progress=progress)
-        out = {
-            "teacher": score(ev, run_dir, images),
-            "floor": floor(ev, run_dir, ev.sampling.n_samples),
-            "n_samples": ev.sampling.n_samples,
-            "ddim_steps": ev.sampling.num_inference_steps,
-        }
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(out, indent=1) + "\n")
-        os.replace(tmp, path)
-        return out

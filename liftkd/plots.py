@@ -1,6 +1,9 @@
 """Figures and tables drawn from saved results: sample grids, curves, maps, bars, Markdown.
 
 Every function writes its figure to ``path`` and returns it, so that a notebook shows it too.
+
+Long because it holds one function per kind of figure the notebooks draw (about twenty short
+ones), so that no notebook builds a figure by hand.
 """
 
 from __future__ import annotations
@@ -325,4 +328,19 @@ def curves_per_ratio(curves: dict[float, dict[str, tuple]], teacher_fid: float, 
     for ax, ratio in zip(axes[0], sorted(curves), strict=True):
         lines(curves[ratio], None, "step", "FID", title=f"{ratio:.0%} pruned", logy=True, ax=ax)
         ax.axhline(teacher_fid, color="k", ls="--", lw=1)
+    return finish(fig, path)
+
+
+def lift_descent(rows: list[dict], path, title: str):
+    """Two panels over gradient steps: the coarse and fine parts of the error, and the
+    coefficients with LIFT's weight w (rows as ``liftkd.tutorial.lift_descent`` makes them)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    steps = [r["step"] for r in rows]
+    for ax, keys, ylabel in (
+        (axes[0], ("coarse", "fine"), "part of the KD error"),
+        (axes[1], ("beta0", "beta1", "w"), "coefficient, weight"),
+    ):
+        series = {k: (steps, [r[k] for r in rows]) for k in keys}
+        lines(series, None, "gradient step on eS", ylabel, ax=ax, marker="")
+    fig.suptitle(title)
     return finish(fig, path)

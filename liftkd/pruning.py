@@ -17,6 +17,10 @@ torch-pruning keeps ``int(s * (1 - ratio))`` channels of every group of ``s`` co
 (a GroupNorm group, an attention head) and silently skips a group it would empty. This module
 computes the kept counts itself first and refuses, with the reachable range, a ratio that would
 empty a group or cut nothing; it then checks the achieved ratio of every layer.
+
+Long because one algorithm serves two architectures (U-Net and DiT), each with its own coupled
+groups, pruner settings and diffusers attributes to repair; splitting them would split the
+checks from the cut they guard.
 """
 
 from __future__ import annotations

@@ -142,3 +142,43 @@ def test_claims_header_names_the_setting_and_the_commit():
     assert "KD steps 50%: 20, 90%: 20" in text and "seeds [0, 1]" in text
     assert "Commit 6f14786cc5." in text
     assert "Commit ?." in claims.header(profile, [{"reference": ref, "meta": {}}], [])
+
+
+def test_a_jobs_summary_row_per_objective():
+    profile = get_profile("smoke")
+    job = jobs.make_job(profile, "main", 0.5, 0, objectives=["outkd", "lift+place"])
+    evals = [
+        {
+            "objective": o,
+            "step": s,
+            "fid": f,
+            "kid": 0.1,
+            "precision": 0.5,
+            "recall": 0.5,
+            "coarse_share": 0.2,
+            "params": 7,
+        }
+        for o, curve in {"outkd": [900.0, 50.0, 48.0], "lift+place": [900.0, 80.0, 40.0]}.items()
+        for s, f in zip([0, *job.eval_steps], curve, strict=False)
+    ]
+    rows = {r["objective"]: r for r in report.summarise(job, profile, evals)}
+    assert rows["outkd"]["status"] == "converged" and rows["outkd"]["fid"] == 48.0
+    assert rows["lift+place"]["status"] == "did not converge"
+    assert rows["lift+place"]["label"] == "LIFT+PLACE (K=4)"  # the smoke profile's K
+    assert rows["outkd"]["fid_curve"] == {0: 900.0, 10: 50.0, 20: 48.0}
+
+
+def test_teacher_summary_and_samples(tmp_path):
+    from types import SimpleNamespace
+
+    from liftkd import teacher
+
+    assert teacher.training_summary(None)["train_steps"] is None  # a pretrained teacher
+    history = [{"loss": float(i)} for i in range(150)]
+    result = SimpleNamespace(history=history, steps_run=50, resumed_from=100, seconds=3.0)
+    summary = teacher.training_summary(result)
+    assert summary["train_steps"] == 150 and summary["final_loss_mean_last_100"] == 99.5
+    with pytest.raises(FileNotFoundError, match="notebook 01"):
+        teacher.load_samples(tmp_path)
+    teacher.save_samples(torch.arange(6, dtype=torch.uint8).view(6, 1, 1, 1), tmp_path)
+    assert teacher.load_samples(tmp_path, 4).flatten().tolist() == [0, 1, 2, 3]

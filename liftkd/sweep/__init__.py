@@ -2,7 +2,7 @@
 
 - ``liftkd.sweep.jobs``: the jobs of a profile and their names (``main_r0.9_s0``);
 - ``liftkd.sweep.training``: a job's students and objectives, trained side by side, resumable;
-- ``liftkd.evaluation.evaluate_job``: every student scored at every evaluation step, cached in
+- ``liftkd.sweep.evaluation.evaluate_job``: every student scored at every evaluation step, cached in
   ``evals.csv`` one row at a time; ``liftkd.report``: the job's summary rows;
 - ``python -m liftkd.sweep list|train`` (``__main__.py``): the job names for make, and training
   under ``accelerate launch``.

@@ -2,7 +2,7 @@
 
 Everything a job writes lives in ``run_dir/distill/<job>/``: ``checkpoint.pt``, ``history.csv``
 and ``snapshots/step_K.pt`` (the EMA weights at each evaluation step; ``liftkd.train``).
-Evaluations (``liftkd.evaluation.evaluate_job``) and summaries (``liftkd.report``) read them.
+Evaluations (``liftkd.sweep.evaluation.evaluate_job``) and summaries (``liftkd.report``) read them.
 Training runs in notebook 04's process, or first under ``accelerate launch`` on several GPUs
 (``python -m liftkd.sweep train ...``); the notebook then finds the finished checkpoint.
 """
