@@ -22,7 +22,7 @@ PAPERMILL := $(PY) -m papermill --log-output --no-progress-bar --start-timeout 3
 
 # The KD sweep (notebook 04, once per job): every objective of a ratio trained side by side, and
 # the LIFT+PLACE ablations at the highest ratio. The jobs are the profile's (`python -m liftkd.sweep
-# list`), computed once per make and only when a target needs them (the venv must exist by then);
+# list`), computed once per make and only in the recipes that need them (after the venv exists);
 # SEEDS='0 1 2' replaces the profile's seeds.
 SEEDS ?=
 SWEEP = $(eval SWEEP := $(shell $(PY) -m liftkd.sweep list --profile $(PROFILE) \
@@ -89,9 +89,10 @@ $(RUN_DIR)/%.ipynb: notebooks/%.ipynb | $(STAMP)
 $(RUN_DIR)/01_teacher.ipynb: $(RUN_DIR)/00_feature_extractor.ipynb
 $(RUN_DIR)/02_pruning.ipynb: $(RUN_DIR)/01_teacher.ipynb
 $(RUN_DIR)/03_error_decomposition.ipynb: $(RUN_DIR)/02_pruning.ipynb
-# (second expansion: the job list is asked for only when 05 is considered, after the venv exists)
-.SECONDEXPANSION:
-$(RUN_DIR)/05_results.ipynb: $$(SWEEP_RESULTS) $(RUN_DIR)/03_error_decomposition.ipynb
+# 05 reads every job result the sweep has saved (make reproduce runs the whole sweep first); a job
+# redone since 05 ran makes it run again
+$(RUN_DIR)/05_results.ipynb: $(RUN_DIR)/03_error_decomposition.ipynb \
+	$(wildcard $(RUN_DIR)/distill/*/results.json)
 
 # the teaching notebook: needs no other notebook, trains its own tiny teacher (about a minute)
 TUTORIAL_DIR ?= runs/tutorial

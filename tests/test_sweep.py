@@ -273,3 +273,11 @@ def test_one_student_snapshots_load_by_member_name(tiny, tmp_path):
     assert load_snapshot(copy.deepcopy(student), snap, member="outkd") is not None
     with pytest.raises(KeyError, match="no student 'lift'"):
         load_snapshot(copy.deepcopy(student), snap, member="lift")
+
+
+def test_make_reads_without_the_venv(tmp_path):
+    """On a fresh clone nothing is installed yet: reading the Makefile must not ask Python."""
+    (tmp_path / "Makefile").write_text((REPO / "Makefile").read_text())
+    done = subprocess.run(["make", "help"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "make reproduce" in done.stdout and "liftkd.sweep" not in done.stderr
