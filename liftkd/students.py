@@ -18,6 +18,7 @@ from liftkd.config import Profile
 from liftkd.data import load_splits, to_model_range
 from liftkd.diffusion import noise_scheduler
 from liftkd.pruning import prune
+from liftkd.runs import remember
 
 STUDENTS_DIR = "students"
 
@@ -35,6 +36,7 @@ def get_student(
     progress: bool = True,
 ) -> tuple[torch.nn.Module, dict]:
     """(student before fine-tuning, its pruning report as a dict)."""
+    remember(run_dir, "students", profile)
     criterion = criterion or profile.pruning.criterion
     path = student_path(run_dir, ratio, criterion)
     report_path = path.with_suffix(".json")

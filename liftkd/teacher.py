@@ -20,6 +20,7 @@ from liftkd.data import load_splits
 from liftkd.diffusion import forward_noise, noise_scheduler
 from liftkd.losses import task_loss
 from liftkd.models import build_unet, load_unet
+from liftkd.runs import remember
 from liftkd.train import TrainResult, train
 
 TEACHER_DIR = "teacher"
@@ -57,7 +58,10 @@ def train_teacher(profile: Profile, run_dir: str | Path, progress: bool = True) 
 def get_teacher(
     profile: Profile, run_dir: str | Path, progress: bool = True
 ) -> tuple[UNet2DModel, TrainResult | None]:
-    """(EMA teacher in eval mode, its training result or None when loaded pretrained)."""
+    """(EMA teacher in eval mode, its training result or None when loaded pretrained).
+
+    Refuses a run folder whose teacher was made with other data, model or training settings."""
+    remember(run_dir, "teacher", profile)
     if profile.pretrained_teacher is not None:
         return load_unet(profile.pretrained_teacher).eval(), None
     result = train_teacher(profile, run_dir, progress)

@@ -18,7 +18,7 @@ LAYERS = [
     {"students"},
     {"sweep.training", "error_study", "report"},
     {"sweep.evaluation", "claims"},
-    {"bench", "sweep.__main__"},
+    {"bench", "sweep.__main__", "check_settings"},
 ]
 LONG = 300  # lines; a longer module says why in its docstring ("Long because ...")
 

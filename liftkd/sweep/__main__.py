@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-import yaml
-
-from liftkd.config import get_profile
+from liftkd.config import get_profile, parse_overrides
 from liftkd.sweep.jobs import job_from_name, plan
 
 
@@ -31,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     tr.add_argument("--run-dir", required=True, help="the run folder (teacher, students, jobs)")
     tr.add_argument("--job", required=True, help="a job name, e.g. main_r0.9_s0")
     args = p.parse_args(argv)
-    profile = get_profile(args.profile, **_overrides(args.overrides))
+    profile = get_profile(args.profile, **parse_overrides(args.overrides))
     if args.cmd == "list":
         print("\n".join(job.name for job in plan(profile, args.seeds or None)))
         return
@@ -40,15 +38,6 @@ def main(argv: list[str] | None = None) -> None:
     job = job_from_name(profile, args.job)
     teacher, student, _ = load_models(profile, args.run_dir, job.ratio)
     train_job(job, profile, args.run_dir, teacher, student)
-
-
-def _overrides(text: str) -> dict:
-    """Overrides as make passes them: a YAML mapping such as ``{distill.seeds: [0, 1]}`` (JSON is
-    YAML too)."""
-    value = yaml.safe_load(text) or {}
-    if not isinstance(value, dict):
-        raise SystemExit(f"--overrides must be a mapping of settings, got {text!r}")
-    return value
 
 
 if __name__ == "__main__":
