@@ -38,15 +38,29 @@ LAUNCH ?=
 
 .PHONY: help venv settings reproduce sweep list-sweep tutorial test bench lint lab clean clean-runs
 
-help: ## list the targets
-	@echo "liftkd: LIFT and PLACE reproduced. PROFILE=smoke|cpu|gpu (now: $(PROFILE)), RUN_NAME, OVERRIDES"
+help: ## list the targets, target patterns and variables
+	@echo "liftkd: LIFT and PLACE reproduced. Targets:"
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@echo "Target patterns:"
+	@echo "  make distill-<job>                  one KD job of the sweep (names: make list-sweep), e.g. make distill-main_r0.9_s0"
+	@echo "  make $(RUN_DIR)/<notebook>.ipynb    one notebook of the run, e.g. make $(RUN_DIR)/01_teacher.ipynb"
+	@echo "Variables (value now):"
+	@echo "  PROFILE=$(PROFILE)      smoke | cpu | gpu"
+	@echo "  OVERRIDES='$(OVERRIDES)'    settings by dotted name, a YAML mapping: '{teacher.steps: 100}'"
+	@echo "  RUN_NAME=$(RUN_NAME)    a run with other settings gets its own name (folders below)"
+	@echo "  RUN_DIR=$(RUN_DIR)  FIGURES=$(FIGURES)    where runs and figures go"
+	@echo "  SEEDS='$(SEEDS)'    training seeds of the sweep (empty: the profile's)"
+	@echo "  JOBS=$(JOBS)  THREADS=$(THREADS)    sweep jobs at once, torch threads per job"
+	@echo "  LAUNCH='$(LAUNCH)'    e.g. 'accelerate launch --multi_gpu --num_processes 4'"
+	@echo "  TUTORIAL_DIR=$(TUTORIAL_DIR)    where make tutorial runs"
 
+# (messages on stderr, so that a target's own output, such as make list-sweep, stays clean)
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
-	set -o pipefail; $(PY) -m pip install --quiet -e '.[dev]' 2>&1 | { grep -v "is ignored" || true; }
-	touch $@
+	@echo "creating $(VENV) and installing the project (a few minutes, once)" >&2
+	@$(PYTHON) -m venv $(VENV) >&2
+	@$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" >&2 || true
+	@set -o pipefail; $(PY) -m pip install --quiet -e '.[dev]' 2>&1 | { grep -v "is ignored" || true; } >&2
+	@touch $@
 
 venv: $(STAMP) ## create the project environment in .venv (done by every target that needs it)
 

@@ -230,13 +230,17 @@ def bench_side_by_side(batch: int, repeats: int) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="figures/bench")
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--latency-batch", type=int, default=64)
-    ap.add_argument("--skip-latency", action="store_true")
-    ap.add_argument("--skip-side-by-side", action="store_true")
+    ap = argparse.ArgumentParser(prog="python -m liftkd.bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="figures/bench", help="folder for the tables and bench.json")
+    ap.add_argument(
+        "--batch", type=int, default=32, help="batch size of the objective and KD steps"
+    )
+    ap.add_argument("--repeats", type=int, default=20, help="timed repeats (the best is kept)")
+    ap.add_argument("--latency-batch", type=int, default=64, help="images per sampling-latency run")
+    ap.add_argument("--skip-latency", action="store_true", help="leave out the sampling latency")
+    ap.add_argument(
+        "--skip-side-by-side", action="store_true", help="leave out the side-by-side saving"
+    )
     args = ap.parse_args(argv)
     out = Path(args.out)
     rows = bench_objectives(args.batch, args.repeats)

@@ -10,7 +10,6 @@ pickled classes, so it loads in any environment with diffusers.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -20,6 +19,8 @@ from diffusers.models.attention_processor import Attention
 from diffusers.models.downsampling import Downsample2D
 from diffusers.models.resnet import ResnetBlock2D
 from diffusers.models.upsampling import Upsample2D
+
+from liftkd.runs import load_torch, save_torch
 
 MODEL_CLASSES = {"UNet2DModel": UNet2DModel, "DiTTransformer2DModel": DiTTransformer2DModel}
 # integer attributes that diffusers reads in forward passes or asserts on
@@ -31,7 +32,7 @@ _ATTRS = {
 }
 
 
-def _plain_config(model: nn.Module) -> dict:
+def plain_config(model: nn.Module) -> dict:
     cfg = {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
     return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
 
@@ -40,25 +41,13 @@ def save_model(model: nn.Module, path: str | Path) -> Path:
     name = type(model).__name__
     if name not in MODEL_CLASSES:
         raise TypeError(f"save_model handles {sorted(MODEL_CLASSES)}, got {name}")
-    attrs = {}
-    for mod_name, m in model.named_modules():
-        for cls, keys in _ATTRS.items():
-            if isinstance(m, cls):
-                attrs[mod_name] = {
-                    k: int(getattr(m, k)) for k in keys if isinstance(getattr(m, k, None), int)
-                }
     blob = {
         "class": name,
-        "config": _plain_config(model),
+        "config": plain_config(model),
         "state_dict": model.state_dict(),
-        "attrs": attrs,
+        "attrs": model_attrs(model),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
-    return path
+    return save_torch(blob, path)
 
 
 def _resize(module: nn.Module, prefix: str, state: dict[str, torch.Tensor]) -> None:
@@ -78,21 +67,47 @@ def _resize(module: nn.Module, prefix: str, state: dict[str, torch.Tensor]) -> N
         module.normalized_shape = tuple(module.weight.shape)
 
 
-def load_model(path: str | Path) -> nn.Module:
-    blob = torch.load(Path(path), map_location="cpu", weights_only=True)
-    cls = MODEL_CLASSES.get(blob.get("class"))
+def model_attrs(model: nn.Module) -> dict[str, dict[str, int]]:
+    """The integer attributes diffusers keeps on submodules (heads, channel counts), by module."""
+    attrs = {}
+    for mod_name, m in model.named_modules():
+        for cls, keys in _ATTRS.items():
+            if isinstance(m, cls):
+                attrs[mod_name] = {
+                    k: int(getattr(m, k)) for k in keys if isinstance(getattr(m, k, None), int)
+                }
+    return attrs
+
+
+def rebuild(
+    class_name: str, config: dict, state: dict[str, torch.Tensor], attrs: dict
+) -> nn.Module:
+    """A pruned model from its base config, its weights and its kept attributes (what
+    ``save_model`` and ``liftkd.export`` write)."""
+    cls = MODEL_CLASSES.get(class_name)
     if cls is None:
-        raise ValueError(f"{path} is not a liftkd model file (class {blob.get('class')!r})")
-    model = cls.from_config(blob["config"])
-    state = blob["state_dict"]
+        raise ValueError(
+            f"unknown model class {class_name!r}; liftkd rebuilds {sorted(MODEL_CLASSES)}"
+        )
+    model = cls.from_config(config)
     if isinstance(model, DiTTransformer2DModel):  # depth-pruned: drop the blocks not saved
-        n = blob["config"]["num_layers"]
-        model.transformer_blocks = nn.ModuleList(list(model.transformer_blocks)[:n])
+        model.transformer_blocks = nn.ModuleList(
+            list(model.transformer_blocks)[: config["num_layers"]]
+        )
     for name, m in model.named_modules():
         _resize(m, f"{name}." if name else "", state)
-    for name, values in blob["attrs"].items():
+    for name, values in attrs.items():
         m = model.get_submodule(name)
         for k, v in values.items():
             setattr(m, k, v)
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def load_model(path: str | Path) -> nn.Module:
+    """A model written by ``save_model``; a missing, truncated or foreign file is a clear error."""
+    blob = load_torch(path, "a pruned model file")
+    if not isinstance(blob, dict) or blob.get("class") not in MODEL_CLASSES:
+        found = blob.get("class") if isinstance(blob, dict) else type(blob).__name__
+        raise ValueError(f"{path} is not a liftkd model file (class {found!r})")
+    return rebuild(blob["class"], blob["config"], blob["state_dict"], blob["attrs"])

@@ -153,6 +153,9 @@ class PruningConfig:
     ratios: tuple[Ratio, ...] = (0.3, 0.5, 0.7, 0.9)  # channel ratios compared in notebook 02
     criterion: Criterion = "diff-pruning"  # the students' criterion everywhere after notebook 02
     criteria: tuple[Criterion, ...] = ("diff-pruning", "taylor", "magnitude", "random")
+    # "torch-pruning": each group keeps int(s * (1 - ratio)) of its s channels; "diff-pruning":
+    # the smallest group's kept channels rounded to nearest (liftkd.pruning), as its published models
+    rounding: Literal["torch-pruning", "diff-pruning"] = "torch-pruning"
     threshold: Share = 0.05  # Diff-Pruning's T: stop accumulating below T * max loss
     timestep_stride: Count = 1  # gradients at t = 0, s, 2s, ...; 1 is every timestep
     batch_size: Count = 64  # the one fixed batch the gradients are taken on
@@ -360,6 +363,9 @@ def _gpu() -> Profile:
         classifier=ClassifierConfig(),
         feature_extractor="inception",
         pretrained_teacher="google/ddpm-cifar10-32",
+        # Diff-Pruning's rounding: ratio 0.3 keeps 3 of every 4 channels, as its published student
+        pruning=PruningConfig(ratios=(0.3, 0.5, 0.7), rounding="diff-pruning"),
+        analysis=AnalysisConfig(ratios=(0.3, 0.5, 0.7), corrected_ratios=(0.3, 0.7)),
         # the paper's protocol (Adam at a flat 2e-4, EMA 0.9999, 100 DDIM steps, FID on 50k
         # samples, several seeds). DDPM-CIFAR's GroupNorm groups of 4 channels allow at most 75%
         # (liftkd.pruning says so), so the ratios stop at 70% (choice); the step counts follow the

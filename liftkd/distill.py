@@ -25,7 +25,8 @@ from diffusers import DDPMScheduler
 from liftkd.config import TrainConfig
 from liftkd.diffusion import forward_noise
 from liftkd.features import FeatureTap
-from liftkd.losses import Objective
+from liftkd.losses import NonFiniteLoss, Objective
+from liftkd.runs import load_torch
 from liftkd.train import TrainResult, train
 
 
@@ -92,8 +93,11 @@ class KDGroup(nn.Module):
             if int(self.diverged_at[i]) >= 0:
                 parts[f"{name}/loss"] = math.nan
                 continue
-            out = self.member(name)(x_t, t, noise, eT, fT, progress)
-            if not torch.isfinite(out.total):
+            try:
+                out = self.member(name)(x_t, t, noise, eT, fT, progress)
+            except NonFiniteLoss:
+                out = None
+            if out is None or not torch.isfinite(out.total):
                 self.diverged_at[i] = step
                 parts[f"{name}/loss"] = math.nan
                 continue
@@ -208,7 +212,7 @@ def load_snapshot(student: nn.Module, path: str | Path, member: str | None = Non
     """Load ``student``'s weights from a ``KDGroup`` snapshot (``snapshots="model"`` or ``"ema"``).
 
     ``member`` names the student in the group; it may be left out when the group has one."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch(path, "a KD snapshot", "delete it and run the training again")
     keys = {k.split(".")[1] for k in state if k.startswith("members.")}
     if member is None:
         if len(keys) != 1:

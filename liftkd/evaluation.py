@@ -22,6 +22,7 @@ from liftkd.config import Profile
 from liftkd.data import ImageSet, load_splits
 from liftkd.diffusion import noise_scheduler
 from liftkd.metrics import count_parameters, fidelity, latency_per_image, macs_per_image
+from liftkd.runs import load_torch, save_torch
 from liftkd.sampling import EpsFn, ddim_sample, unet_eps
 
 CLASSIFIER_FILE = "feature_extractor.pt"
@@ -43,15 +44,17 @@ def get_feature_extractor(profile: Profile, run_dir: str | Path, progress: bool 
         "data": dataclasses.asdict(profile.data),
     }
     if path.exists():
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = load_torch(
+            path, "the offline feature extractor", "delete it to have it trained again"
+        )
         if blob.get("key") == key:
             return fx.load_classifier(path), path, False
     train, _ = load_splits(profile.data)
     model = fx.train_classifier(train, profile.classifier, progress)
     fx.save_classifier(model, path)
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = load_torch(path, "the offline feature extractor")
     blob["key"] = key
-    torch.save(blob, path)
+    save_torch(blob, path)
     return model, path, True
 
 

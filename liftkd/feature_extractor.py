@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from liftkd.config import ClassifierConfig
 from liftkd.data import ImageSet, to_model_range
+from liftkd.runs import load_torch, save_torch
 
 EXTRACTOR_NAME = "liftkd-classifier"
 FEATURE_NAME = "penultimate"
@@ -115,8 +116,7 @@ def accuracy(model: DigitClassifier, data: ImageSet, batch_size: int = 500) -> f
 
 
 def save_classifier(model: DigitClassifier, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"hparams": model.hparams, "state_dict": model.state_dict()}, path)
+    save_torch({"hparams": model.hparams, "state_dict": model.state_dict()}, path)
 
 
 def load_classifier(path: str | Path) -> DigitClassifier:
@@ -125,7 +125,7 @@ def load_classifier(path: str | Path) -> DigitClassifier:
         raise FileNotFoundError(
             f"no feature extractor at {path}: run notebook 00_feature_extractor (make reproduce) first"
         )
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = load_torch(path, "the offline feature extractor", "delete it to have it trained again")
     model = DigitClassifier(**blob["hparams"])
     model.load_state_dict(blob["state_dict"])
     return model.eval()

@@ -34,7 +34,6 @@ from liftkd.losses import (
     LossOutput,
     WithFeatures,
     check_outputs,
-    detached,
     task_loss,
 )
 from liftkd.probe import grouped, ols_fit
@@ -126,6 +125,12 @@ class LIFT(WithFeatures):
             raise ValueError(f"terms must be one of {TERMS}, got {terms!r}")
         if coarse not in COARSE_NORMS:
             raise ValueError(f"coarse must be one of {COARSE_NORMS}, got {coarse!r}")
+        if group_size is not None and (
+            isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 2
+        ):
+            raise ValueError(
+                f"group_size (PLACE's K) must be a whole number of at least 2, got {group_size!r}"
+            )
         if feat_weight <= 0:  # no FitNet term: no adapters, no feature taps
             student_widths = teacher_widths = None
         super().__init__(student_widths, teacher_widths, tokens, required=False)
@@ -161,7 +166,7 @@ class LIFT(WithFeatures):
             feat = self.feat_loss(fS, fT)
             total = total + self.feat_weight * feat
             parts["feat"] = feat
-        return LossOutput(total, detached(parts))
+        return self.output(total, parts)
 
 
 class PLACE(LIFT):

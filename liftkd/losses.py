@@ -59,12 +59,31 @@ class LossOutput:
     parts: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+class NonFiniteLoss(FloatingPointError):
+    """An objective's loss became NaN or infinite (the training loop marks the student diverged)."""
+
+
 def check_outputs(eps: torch.Tensor, eS: torch.Tensor, eT: torch.Tensor | None) -> None:
-    if eS.shape != eps.shape or (eT is not None and eT.shape != eS.shape):
+    """The inputs every objective takes: tensors of one shape; the true noise and the teacher's
+    prediction finite (a non-finite eS is the student's own divergence, caught on the loss)."""
+    named = {"eps": eps, "eS": eS, "eT": eT}
+    for name, x in named.items():
+        if x is not None and not torch.is_tensor(x):
+            raise TypeError(f"{name} must be a tensor (B, C, H, W), got {type(x).__name__}")
+    if eS.ndim < 2 or eS.shape != eps.shape or (eT is not None and eT.shape != eS.shape):
         raise ValueError(
-            "eps, eS and eT must have one shape; got "
+            "eps, eS and eT must have one (B, C, ...) shape; got "
             f"{tuple(eps.shape)}, {tuple(eS.shape)}, {None if eT is None else tuple(eT.shape)}"
         )
+    for name in ("eps", "eT"):
+        x = named[name]
+        if x is not None and not torch.isfinite(x).all():
+            bad = int((~torch.isfinite(x)).sum())
+            who = "the teacher's prediction" if name == "eT" else "the true noise"
+            raise ValueError(
+                f"{name} ({who}) holds {bad} NaN or infinite value(s) of {x.numel()}: check the "
+                "teacher's weights and inputs; a distillation target must be finite"
+            )
 
 
 def detached(parts: dict[str, torch.Tensor | float]) -> dict[str, torch.Tensor]:
@@ -81,6 +100,16 @@ class Objective(nn.Module):
     uses_teacher = True
     uses_features = False
 
+    def output(self, total: torch.Tensor, parts: dict) -> LossOutput:
+        """The loss and its detached parts; :class:`NonFiniteLoss` if the loss is not finite."""
+        if not torch.isfinite(total):
+            bad = [k for k, v in parts.items() if not torch.isfinite(torch.as_tensor(v)).all()]
+            raise NonFiniteLoss(
+                f"objective {self.name!r}: the loss is {total.item()} (non-finite parts: "
+                f"{', '.join(bad) or 'none'}); the student's prediction eS has diverged"
+            )
+        return LossOutput(total, detached(parts))
+
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
 
@@ -95,7 +124,7 @@ class TaskOnly(Objective):
     def forward(self, eps, eS, eT=None, fS=None, fT=None, progress=None) -> LossOutput:
         check_outputs(eps, eS, None)
         task = task_loss(eS, eps)
-        return LossOutput(task, detached({"task": task}))
+        return self.output(task, {"task": task})
 
 
 class OutKD(Objective):
@@ -111,7 +140,7 @@ class OutKD(Objective):
     def forward(self, eps, eS, eT, fS=None, fT=None, progress=None) -> LossOutput:
         check_outputs(eps, eS, eT)
         task, kd = task_loss(eS, eps), sq_sum(eS, eT.detach())
-        return LossOutput(task + self.lam * kd, detached({"task": task, "kd": kd}))
+        return self.output(task + self.lam * kd, {"task": task, "kd": kd})
 
 
 class WithFeatures(Objective):
@@ -173,7 +202,7 @@ class FeatKD(WithFeatures):
     def forward(self, eps, eS, eT=None, fS=None, fT=None, progress=None) -> LossOutput:
         check_outputs(eps, eS, None)
         task, feat = task_loss(eS, eps), self.feat_loss(fS, fT)
-        return LossOutput(task + self.lam_f * feat, detached({"task": task, "feat": feat}))
+        return self.output(task + self.lam_f * feat, {"task": task, "feat": feat})
 
 
 class NormFeatKD(FeatKD):
@@ -210,7 +239,7 @@ class OutFeatKD(WithFeatures):
         check_outputs(eps, eS, eT)
         task, kd, feat = task_loss(eS, eps), sq_sum(eS, eT.detach()), self.feat_loss(fS, fT)
         total = task + self.lam * kd + self.feat_weight * feat
-        return LossOutput(total, detached({"task": task, "kd": kd, "feat": feat}))
+        return self.output(total, {"task": task, "kd": kd, "feat": feat})
 
 
 def _pearson(a: torch.Tensor, b: torch.Tensor, dim: int, tiny: float = 1e-8) -> torch.Tensor:
@@ -241,4 +270,4 @@ class DIST(Objective):
         inter = (1 - _pearson(s, t, dim=1)).mean()
         intra = (1 - _pearson(s, t, dim=0)).mean() if s.shape[0] > 1 else s.new_zeros(())
         kd = self.beta * inter + self.gamma * intra
-        return LossOutput(task + self.lam * kd, detached({"task": task, "kd": kd}))
+        return self.output(task + self.lam * kd, {"task": task, "kd": kd})

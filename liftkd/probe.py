@@ -78,6 +78,8 @@ def grouped(
         return [(x.unsqueeze(2), y.unsqueeze(2))]
     if remainder not in REMAINDER_MODES:
         raise ValueError(f"remainder must be one of {REMAINDER_MODES}, got {remainder!r}")
+    if isinstance(group_size, bool) or int(group_size) != group_size:
+        raise ValueError(f"group size K must be a whole number, got {group_size!r}")
     K = int(group_size)
     if K < 2 or K > N:
         raise ValueError(

@@ -16,7 +16,15 @@ the output projection (DiT) untouched. Criteria:
 torch-pruning keeps ``int(s * (1 - ratio))`` channels of every group of ``s`` coupled channels
 (a GroupNorm group, an attention head) and silently skips a group it would empty. This module
 computes the kept counts itself first and refuses, with the reachable range, a ratio that would
-empty a group or cut nothing; it then checks the achieved ratio of every layer.
+empty a group, cut nothing, or cut a group far from the ratio asked (more than half a channel of
+the group and more than 10% of the ratio away); it then checks the achieved ratio of every layer.
+
+Rounding (``rounding=``): ``"torch-pruning"`` applies the ratio asked, so every group keeps
+``int(s * (1 - ratio))`` channels; ``"diff-pruning"`` rounds the kept channels of the smallest
+group to the nearest whole number and cuts the whole model by the ratio that gives: on the
+``google/ddpm-cifar10-32`` architecture (4-channel GroupNorm groups) ratio 0.3 keeps 3 of every
+4 channels, as Diff-Pruning's published CIFAR-10 student does, where torch-pruning's rounding
+keeps 2. The report holds the ratio asked and the ratio applied.
 
 Long because one algorithm serves two architectures (U-Net and DiT), each with its own coupled
 groups, pruner settings and diffusers attributes to repair; splitting them would split the
@@ -39,6 +47,7 @@ from liftkd.losses import task_loss
 from liftkd.metrics import count_macs
 
 CRITERIA = ("diff-pruning", "taylor", "magnitude", "random")
+ROUNDINGS = ("torch-pruning", "diff-pruning")
 # torch-pruning computes int(s * (1 - ratio)); 10 * (1 - 0.9) is 0.999..., so nudge the ratio
 _FLOAT_SLACK = 1e-6
 
@@ -62,7 +71,7 @@ class LayerReport:
 @dataclass
 class PruningReport:
     criterion: str
-    ratio: float
+    ratio: float  # the ratio asked for
     params_before: int
     params_after: int
     macs_before: int
@@ -71,6 +80,8 @@ class PruningReport:
     gradient_timesteps: list[int] = field(
         default_factory=list
     )  # timesteps whose gradients were used
+    applied_ratio: float | None = None  # the ratio torch-pruning was given (after rounding)
+    rounding: str = "torch-pruning"
 
     @property
     def param_ratio(self) -> float:
@@ -129,10 +140,24 @@ def _channels_per_group_dit(model: DiTTransformer2DModel) -> dict[str, int]:
     return sizes
 
 
+def applied_ratio(model: nn.Module, ratio: float, rounding: str = "torch-pruning") -> float:
+    """The ratio to give torch-pruning for ``ratio`` asked under ``rounding`` (module docstring)."""
+    if rounding not in ROUNDINGS:
+        raise PruningError(f"unknown rounding {rounding!r}; choose one of {ROUNDINGS}")
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 < ratio < 1.0:
+        raise PruningError(f"pruning ratio must be a number in (0, 1), got {ratio!r}")
+    if rounding == "torch-pruning":
+        return float(ratio)
+    s = min(_channels_per_group(model).values())
+    kept = max(1, min(s - 1, int(s * (1.0 - ratio) + 0.5)))  # nearest, halves up; a real cut
+    return 1.0 - kept / s
+
+
 def check_ratio(model: nn.Module, ratio: float) -> dict[str, int]:
-    """Raise :class:`PruningError` unless ``ratio`` is a real cut of every coupled group."""
-    if not isinstance(ratio, (int, float)) or not 0.0 < ratio < 1.0:
-        raise PruningError(f"pruning ratio must be in (0, 1), got {ratio!r}")
+    """Raise :class:`PruningError` unless ``ratio`` is a real cut of every coupled group, close
+    to the ratio asked (see the module docstring)."""
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 < ratio < 1.0:
+        raise PruningError(f"pruning ratio must be a number in (0, 1), got {ratio!r}")
     sizes = _channels_per_group(model)
     emptied = {k: s for k, s in sizes.items() if kept_channels(s, ratio) == 0}
     if emptied:
@@ -151,7 +176,27 @@ def check_ratio(model: nn.Module, ratio: float) -> dict[str, int]:
             f"groups of {s} channels); the smallest ratio that cuts every group is "
             f"{1 / min(sizes.values()):.4f}"
         )
+
+    def off(s: int) -> float:  # how far the cut of a group of s channels is from the ratio
+        return abs(1 - kept_channels(s, ratio) / s - ratio)
+
+    # far: more than half a channel of the group away, and by more than 10% of the ratio
+    far = {k: s for k, s in sizes.items() if off(s) > 0.5 / s + 1e-9 and off(s) > 0.1 * ratio}
+    if far:
+        name, s = next(iter(far.items()))
+        k = kept_channels(s, ratio)
+        raise PruningError(
+            f"ratio {ratio} would cut {1 - k / s:.3f} of the groups of {s} channels of "
+            f"{len(far)} module(s) (e.g. {name}: {s - k} of {s}), far from the ratio asked; the "
+            f"nearest ratios that cut them as asked are {_near(s, ratio)}, or use "
+            "rounding='diff-pruning'"
+        )
     return sizes
+
+
+def _near(s: int, ratio: float) -> str:
+    lo, hi = int(ratio * s) / s, (int(ratio * s) + 1) / s
+    return " and ".join(f"{r:g}" for r in (lo, hi) if 0 < r < 1) or "none"
 
 
 def _channels_per_group(model: nn.Module) -> dict[str, int]:
@@ -302,6 +347,7 @@ def prune(
     timestep_stride: int = 1,
     seed: int = 0,
     progress: bool = True,
+    rounding: str = "torch-pruning",
 ) -> tuple[nn.Module, PruningReport]:
     """A pruned copy of ``model`` and its report (see the module docstring).
 
@@ -310,6 +356,7 @@ def prune(
     """
     import torch_pruning as tp
 
+    asked, ratio = ratio, applied_ratio(model, ratio, rounding)
     check_ratio(model, ratio)
     importance = _importance(criterion)
     if criterion in ("diff-pruning", "taylor") and (images is None or scheduler is None):
@@ -358,13 +405,15 @@ def prune(
     ]
     report = PruningReport(
         criterion=criterion,
-        ratio=ratio,
+        ratio=asked,
         params_before=params_before,
         params_after=sum(p.numel() for p in student.parameters()),
         macs_before=macs_before,
         macs_after=count_macs(student, example_inputs(student)),
         layers=layers,
         gradient_timesteps=used,
+        applied_ratio=ratio,
+        rounding=rounding,
     )
     _check_achieved(report, student)
     return student.eval(), report
@@ -390,9 +439,13 @@ def _check_achieved(report: PruningReport, model: nn.Module) -> None:
                 and layer.name.endswith("conv_out")
             ):
                 continue
-            if layer.kind == "conv" and abs(layer.achieved_ratio - report.ratio) > tol + 1e-6:
+            if (
+                layer.kind == "conv"
+                and abs(layer.achieved_ratio - report.applied_ratio) > tol + 1e-6
+            ):
                 raise PruningError(
-                    f"layer {layer.name} was cut by {layer.achieved_ratio:.3f}, not {report.ratio}: "
+                    f"layer {layer.name} was cut by {layer.achieved_ratio:.3f}, not "
+                    f"{report.applied_ratio}: "
                     "torch-pruning did not prune it as asked"
                 )
 

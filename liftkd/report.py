@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from liftkd.objectives import label
+from liftkd.runs import load_torch
 from liftkd.sweep.jobs import FINAL_SAMPLES, job_dir
 
 
@@ -98,12 +99,12 @@ def diverged_steps(result, specs) -> dict[str, int]:
 def final_samples(run_dir: str | Path, job_name: str, labels: dict[str, str], n: int = 20):
     """``{label: the first n final samples}`` of a job's students (what ``evaluate_job`` kept in
     the run folder; empty when the run folder is not at hand)."""
-    import torch
-
     path = job_dir(run_dir, job_name) / FINAL_SAMPLES
     if not path.exists():
         return {}
-    kept = torch.load(path, weights_only=True)
+    kept = load_torch(
+        path, "a job's final samples", "delete it and run the job's notebook 04 again"
+    )
     return {lab: kept[spec][:n] for spec, lab in labels.items() if spec in kept}
 
 

@@ -127,6 +127,39 @@ def read_results(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())["results"]
 
 
+class CorruptFileError(ValueError):
+    """A file the project wrote cannot be read back (truncated, empty, or not ours)."""
+
+
+def save_torch(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file, then renamed: an interruption leaves the old file."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_torch(path: str | Path, what: str, remedy: str = "delete it to have it made again") -> Any:
+    """``torch.load`` with ``weights_only=True`` (tensors and plain containers only, no code);
+    a missing or unreadable file is an error that names it, what it is, and what to do."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} ({what}) does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, empty, foreign, or holding pickled classes
+        first = (str(err).strip().splitlines() or [""])[0][:160]
+        raise CorruptFileError(
+            f"{path} ({what}) cannot be read: {type(err).__name__}: {first}; {remedy}"
+        ) from None
+
+
 def read_rows(path: str | Path) -> list[dict]:
     """The rows of a CSV table written by ``append_row``, values parsed (empty cells are None)."""
     path = Path(path)
@@ -140,16 +173,20 @@ def read_rows(path: str | Path) -> list[dict]:
 
 
 def append_row(path: str | Path, row: dict, columns: list[str]) -> None:
-    """Append one row to a CSV table (header first if new), flushed to disk before returning."""
+    """Add one row to a CSV table (header first if new). The table is rewritten to a temporary
+    file and renamed, so an interruption leaves the previous rows whole."""
     path = Path(path)
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
+    old = path.read_text() if path.exists() else ""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        f.write(old)
         w = csv.DictWriter(f, fieldnames=columns, restval="")
-        if new:
+        if not old:
             w.writeheader()
         w.writerow(row)
         f.flush()
         os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 @contextmanager
@@ -169,8 +206,9 @@ SETTINGS_DIR = "settings"
 # what shapes a run's teacher and its students (training length may grow: a run resumes)
 SHAPING = {
     "teacher": ("data", "unet", "diffusion", "teacher", "pretrained_teacher"),
+    # (each student file is named by its ratio and criterion: those two may vary in one folder)
     "students": (
-        "pruning.criterion",
+        "pruning.rounding",
         "pruning.threshold",
         "pruning.timestep_stride",
         "pruning.batch_size",

@@ -58,6 +58,7 @@ def get_student(
         timestep_stride=cfg.timestep_stride,
         seed=cfg.seed,
         progress=progress,
+        rounding=cfg.rounding,
     )
     save_model(student, path)
     report_dict = report.to_dict()
@@ -73,6 +74,7 @@ def report_row(report: dict) -> dict:
     return {
         "criterion": report["criterion"],
         "ratio": report["ratio"],
+        "applied_ratio": report.get("applied_ratio", report["ratio"]),
         "params": report["params_after"],
         "params_share": report["param_ratio"],
         "macs": report["macs_after"],

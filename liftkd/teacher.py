@@ -4,7 +4,7 @@
 ``run_dir/teacher`` and saves the result there with ``save_pretrained``, or loads
 ``profile.pretrained_teacher`` when one is named. From the shell::
 
-    python -m liftkd.teacher --profile smoke --run-dir runs/smoke
+    python -m liftkd.teacher --profile smoke --run-dir runs/smoke --overrides '{teacher.steps: 100}'
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from liftkd.config import Profile, get_profile
+from liftkd.config import Profile, SettingsError, get_profile, parse_overrides
 from liftkd.data import load_splits
 from liftkd.diffusion import forward_noise, noise_scheduler
 from liftkd.losses import task_loss
 from liftkd.models import build_unet, load_unet
-from liftkd.runs import remember
+from liftkd.runs import load_torch, remember, save_torch
 from liftkd.train import TrainResult, train
 
 TEACHER_DIR = "teacher"
@@ -86,9 +86,7 @@ def training_summary(result: TrainResult | None) -> dict:
 
 
 def save_samples(samples: torch.Tensor, run_dir: str | Path) -> Path:
-    path = Path(run_dir) / SAMPLES_FILE
-    torch.save(samples, path)
-    return path
+    return save_torch(samples, Path(run_dir) / SAMPLES_FILE)
 
 
 def load_samples(run_dir: str | Path, n: int | None = None) -> torch.Tensor:
@@ -96,22 +94,35 @@ def load_samples(run_dir: str | Path, n: int | None = None) -> torch.Tensor:
     path = Path(run_dir) / SAMPLES_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run notebook 01 (the teacher) first")
-    return torch.load(path, weights_only=True)[:n]
+    return load_torch(path, "the teacher's samples", "run notebook 01 again")[:n]
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Train (or resume) the teacher of a profile.")
-    p.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
-    p.add_argument("--run-dir", required=True, help="run folder; training resumes from it")
-    p.add_argument("--steps", type=int, default=None, help="override the profile's step count")
-    p.add_argument("--checkpoint-every", type=int, default=None)
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
-    profile = get_profile(
-        args.profile,
-        **{"teacher.steps": args.steps, "teacher.checkpoint_every": args.checkpoint_every},
+    p = argparse.ArgumentParser(
+        prog="python -m liftkd.teacher",
+        description="Train (or resume) the teacher of a profile in a run folder, or load the "
+        "pretrained one it names; the same settings as make's PROFILE and OVERRIDES.",
     )
-    _, result = get_teacher(profile, args.run_dir, progress=not args.no_progress)
+    p.add_argument("--profile", default="cpu", help="smoke | cpu | gpu (default: cpu)")
+    p.add_argument("--run-dir", required=True, help="run folder; training resumes from it")
+    p.add_argument(
+        "--overrides",
+        default="{}",
+        help="settings by dotted name, a YAML mapping, e.g. '{data.name: folder, data.path: imgs}'",
+    )
+    p.add_argument("--steps", type=int, default=None, help="teacher.steps (a shortcut)")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="teacher.checkpoint_every")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    try:
+        profile = get_profile(
+            args.profile,
+            **parse_overrides(args.overrides),
+            **{"teacher.steps": args.steps, "teacher.checkpoint_every": args.checkpoint_every},
+        )
+        _, result = get_teacher(profile, args.run_dir, progress=not args.no_progress)
+    except SettingsError as err:
+        raise SystemExit(f"error: {err}") from None
     if result is not None:
         last = result.history[-1]["loss"] if result.history else float("nan")
         print(

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from liftkd.config import TrainConfig
 from liftkd.data import to_model_range
+from liftkd.runs import load_torch, save_torch
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.csv"
@@ -101,12 +102,6 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 def ema_decay_at(step: int, decay: float) -> float:
     """EMA decay with a warm-up, so that short runs are not dominated by the initial weights."""
     return min(decay, (1 + step) / (10 + step))
-
-
-def _atomic_save(obj: object, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def snapshot_path(run_dir: str | Path, step: int) -> Path:
@@ -197,7 +192,9 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start, history, resumed_from = 0, [], None
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = load_torch(
+            ckpt_path, "a training checkpoint", "delete it to start this training over"
+        )
         _check_resumable(ckpt["config"], cfg, ckpt_path)
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
@@ -217,7 +214,7 @@ def train(
 
     def save(step: int) -> None:
         if accelerator.is_main_process:
-            _atomic_save(
+            save_torch(
                 {
                     "step": step,
                     "model": accelerator.unwrap_model(model).state_dict(),
@@ -232,12 +229,12 @@ def train(
             if keep_snapshots and (step % (snapshot_every or 1) == 0 or step == cfg.steps):
                 (run_dir / SNAPSHOTS).mkdir(exist_ok=True)
                 weights = ema if snapshot_ema else accelerator.unwrap_model(model)
-                _atomic_save(weights.state_dict(), snapshot_path(run_dir, step))
+                save_torch(weights.state_dict(), snapshot_path(run_dir, step))
         accelerator.wait_for_everyone()
 
     if keep_snapshots and start == 0 and accelerator.is_main_process:
         (run_dir / SNAPSHOTS).mkdir(exist_ok=True)
-        _atomic_save(accelerator.unwrap_model(model).state_dict(), snapshot_path(run_dir, 0))
+        save_torch(accelerator.unwrap_model(model).state_dict(), snapshot_path(run_dir, 0))
     bar = tqdm(
         total=cfg.steps,
         initial=start,

@@ -138,7 +138,7 @@ def test_schedules_and_ablations():
 
 def test_bad_inputs_are_clear_errors():
     eps, eS, eT = _pair((2, 1, 8, 8))
-    with pytest.raises(ValueError, match="one shape"):
+    with pytest.raises(ValueError, match="must have one"):
         build_objective("outkd")(eps, eS, eT[:, :, :4])
     with pytest.raises(ValueError, match="unknown objective"):
         build_objective("kd")

@@ -23,7 +23,7 @@ def test_one_parameters_cell_and_no_outputs(path):
 
 
 @pytest.mark.slow
-def test_smoke_profile_end_to_end(tmp_path):
+def test_smoke_profile_end_to_end(tmp_path, python):
     """make reproduce on the smoke profile: every notebook, the sweep two jobs at a time; then a
     rerun does nothing, and a job whose results are missing is the only one redone."""
     run_dir, figures = tmp_path / "run", tmp_path / "figures"
@@ -66,6 +66,30 @@ def test_smoke_profile_end_to_end(tmp_path):
     assert (figures / "05_fid_table.md").exists() and (figures / "05_fid_vs_ratio.png").exists()
     timings = (run_dir / "timings.txt").read_text()
     assert all(f"04_distill {job} (smoke)" in timings for job in jobs)
+
+    # a trained student taken out, with its card, and sampled as a diffusers pipeline
+    out = tmp_path / "exported"
+    export = subprocess.run(
+        [python, "-m", "liftkd.export", "--run-dir", str(run_dir), "--job", "main_r0.9_s0"]
+        + ["--objective", "lift+place", "--out", str(out), "--profile", "smoke"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert export.returncode == 0, export.stderr[-3000:]
+    card = json.loads((out / "card.json").read_text())
+    job_row = next(
+        r
+        for r in json.loads((figures / "04_distill" / "main_r0.9_s0.json").read_text())["results"][
+            "rows"
+        ]
+        if r["objective"] == "lift+place"
+    )
+    assert card["FID"] == job_row["fid"] and card["pruning ratio"] == 0.9
+    from liftkd.export import load_pipeline
+
+    images = load_pipeline(out)(batch_size=2, num_inference_steps=2, output_type="np").images
+    assert images.shape == (2, 8, 8, 1)
 
     # nothing changed: nothing to do
     again = subprocess.run([*make, "reproduce"], cwd=REPO, capture_output=True, text=True)

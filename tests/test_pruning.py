@@ -245,3 +245,30 @@ def test_dit_pruning_and_round_trip(tmp_path):
         prune_depth(dit, [0, 0])
     with pytest.raises(PruningError, match="largest ratio"):
         prune(dit, 0.97, "magnitude", progress=False)
+
+
+def test_diff_pruning_rounding_gives_the_published_cifar10_student():
+    """google/ddpm-cifar10-32's architecture (random weights, nothing downloaded) at 0.3:
+    Diff-Pruning's published student keeps 3 of every 4 channels, 19.8M parameters, 3.4G MACs."""
+    p = get_profile("gpu")
+    teacher = build_unet(p.unet, p.data.resolution, p.data.channels)
+    student, report = prune(teacher, 0.3, "magnitude", progress=False, rounding="diff-pruning")
+    assert report.ratio == 0.3 and report.applied_ratio == pytest.approx(0.25)
+    assert report.params_after == pytest.approx(19.8e6, rel=0.02)  # measured: 20.13M
+    assert report.macs_after == pytest.approx(3.4e9, rel=0.01)  # measured: 3.41G
+    assert {
+        layer.after / layer.before for layer in report.layers if layer.name.endswith("conv1")
+    } == {0.75}
+    with pytest.raises(PruningError, match="far from the ratio asked.*diff-pruning"):
+        prune(teacher, 0.3, "magnitude", progress=False)  # torch-pruning's rounding keeps 2 of 4
+
+
+def test_a_ratio_far_from_any_reachable_cut_is_refused():
+    p = get_profile("smoke")
+    teacher = build_unet(p.unet, 8, 1)  # groups of 10 channels: cuts of 0.1, 0.2, ...
+    with pytest.raises(PruningError, match="ratio 0.01 cuts nothing|far from"):
+        prune(teacher, 0.01, "magnitude", progress=False)
+    with pytest.raises(PruningError, match="far from the ratio asked"):
+        prune(teacher, 0.51, "magnitude", progress=False)  # 4 of 10 kept: a cut of 0.6
+    with pytest.raises(PruningError, match="unknown rounding"):
+        prune(teacher, 0.5, "magnitude", progress=False, rounding="ceil")

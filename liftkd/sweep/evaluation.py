@@ -26,7 +26,7 @@ from liftkd.diffusion import noise_scheduler
 from liftkd.distill import KDGroup, KDModule
 from liftkd.evaluation import floor, sample, score
 from liftkd.metrics import count_parameters
-from liftkd.runs import append_row, locked, read_rows
+from liftkd.runs import append_row, load_torch, locked, read_rows, save_torch
 from liftkd.sweep.jobs import EVALS, FINAL_SAMPLES, REFERENCE, Job, job_dir, sweep_dir
 from liftkd.sweep.training import build_group
 from liftkd.train import snapshot_path
@@ -83,7 +83,7 @@ def evaluate_job(
     columns += [f"coarse_share_t{t}" for t in profile.distill.probe_timesteps]
     columns += ["coarse_share", "kd_error", "params", "seconds"]
     final_samples = d / FINAL_SAMPLES
-    kept = torch.load(final_samples, weights_only=True) if final_samples.exists() else {}
+    kept = load_torch(final_samples, "a job's final samples") if final_samples.exists() else {}
     pruned_row = None
     for step in [0, *job.eval_steps]:
         todo = [s for s in job.objectives if (s, step) not in done]
@@ -93,7 +93,9 @@ def evaluate_job(
             snap = snapshot_path(d, step)
             if not snap.exists():
                 raise FileNotFoundError(f"{snap} is missing: train the job first")
-            group.load_state_dict(torch.load(snap, map_location="cpu", weights_only=True))
+            group.load_state_dict(
+                load_torch(snap, "an evaluation snapshot", "delete it and retrain the job")
+            )
             group.eval()
         for i, spec in enumerate(job.objectives):
             if spec not in todo:
@@ -115,7 +117,7 @@ def evaluate_job(
                     pruned_row = {k: v for k, v in row.items() if k not in ("objective",)}
                 if step == job.eval_steps[-1]:
                     kept[spec] = images[:100]
-                    torch.save(kept, final_samples)
+                    save_torch(kept, final_samples)
             row["seconds"] = round(time.perf_counter() - t0, 1)
             append_row(path, row, columns)
             if progress:
