@@ -427,7 +427,8 @@ def header(profile, jobs: list[dict], rows: list[dict]) -> str:
     return (
         f"Profile `{profile.name}`: {profile.data.name} at {res}x{res}, "
         f"teacher FID {ref['teacher']['fid']:.2f}, real-vs-real floor {ref['floor']['fid']:.2f} "
-        f"(classifier features, {ref['n_samples']} samples, {ref['ddim_steps']} DDIM steps); "
+        f"({ref.get('features', 'classifier features')}, {ref['n_samples']} samples, "
+        f"{ref['ddim_steps']} DDIM steps); "
         f"KD steps {steps}, batch {d.train.batch_size}, seeds {sorted({r['seed'] for r in rows})}. "
         f"Commit {commit[:10]}. Written by notebook 05 from the saved results; rules in "
         "liftkd/claims.py."

@@ -255,8 +255,12 @@ class Profile:
     pruning: PruningConfig = PruningConfig()
     analysis: AnalysisConfig = AnalysisConfig()
     distill: DistillConfig = DistillConfig()
-    # "classifier": the offline extractor above; "inception": torch-fidelity's InceptionV3
-    feature_extractor: Literal["classifier", "inception"] = "classifier"
+    # the features of FID/KID/PR (liftkd.feature_extractor): "classifier" (labelled images) or
+    # "autoencoder" (no labels needed), trained here offline; "auto" picks the classifier when the
+    # images have labels; "inception": torch-fidelity's InceptionV3
+    feature_extractor: Literal["auto", "classifier", "autoencoder", "inception"] = "auto"
+    # a local copy of torch-fidelity's InceptionV3 weights (offline Inception FID); None downloads
+    inception_weights: str | None = None
     # a local folder or hub id of a trained UNet2DModel; None trains the teacher
     pretrained_teacher: str | None = None
     notes: dict[str, str] = field(default_factory=dict)

@@ -22,7 +22,7 @@ from liftkd.config import Profile
 from liftkd.data import ImageSet, load_splits
 from liftkd.diffusion import noise_scheduler
 from liftkd.metrics import count_parameters, fidelity, latency_per_image, macs_per_image
-from liftkd.runs import load_torch, save_torch
+from liftkd.runs import load_torch
 from liftkd.sampling import EpsFn, ddim_sample, unet_eps
 
 CLASSIFIER_FILE = "feature_extractor.pt"
@@ -32,14 +32,39 @@ def classifier_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / CLASSIFIER_FILE
 
 
-def get_feature_extractor(profile: Profile, run_dir: str | Path, progress: bool = True):
-    """The profile's classifier, trained on the training split or loaded from ``run_dir``.
+def offline_kind(profile: Profile, train: ImageSet | None = None) -> str | None:
+    """The offline extractor a profile uses ("classifier" or "autoencoder"; None: Inception).
+    ``auto`` picks the classifier for labelled images, the autoencoder otherwise."""
+    if profile.feature_extractor == "inception":
+        return None
+    if profile.feature_extractor != "auto":
+        return profile.feature_extractor
+    if train is None:
+        train, _ = load_splits(profile.data)
+    return "classifier" if train.labels is not None else "autoencoder"
 
-    Returns (classifier, path, trained_now). A saved classifier made with other settings or
-    other data is retrained, not reused.
-    """
+
+def features_label(profile: Profile, run_dir: str | Path) -> str:
+    """What the FIDs of a run are computed on, for every table: "classifier features",
+    "autoencoder features" or "Inception features"."""
+    if profile.feature_extractor == "inception":
+        return "Inception features"
+    path = classifier_path(run_dir)
+    kind = fx.kind_of(path) if path.exists() else offline_kind(profile)
+    return fx.LABELS[kind]
+
+
+def get_feature_extractor(profile: Profile, run_dir: str | Path, progress: bool = True):
+    """The profile's offline extractor, trained on the training split or loaded from
+    ``run_dir``: (network, path, trained_now). One made with other settings, other data or of
+    another kind is trained again, not reused."""
+    train, _ = load_splits(profile.data)
+    kind = offline_kind(profile, train)
+    if kind is None:
+        raise ValueError("this profile computes FID on Inception features: no extractor to train")
     path = classifier_path(run_dir)
     key = {
+        "kind": kind,
         "classifier": dataclasses.asdict(profile.classifier),
         "data": dataclasses.asdict(profile.data),
     }
@@ -48,13 +73,12 @@ def get_feature_extractor(profile: Profile, run_dir: str | Path, progress: bool 
             path, "the offline feature extractor", "delete it to have it trained again"
         )
         if blob.get("key") == key:
-            return fx.load_classifier(path), path, False
-    train, _ = load_splits(profile.data)
-    model = fx.train_classifier(train, profile.classifier, progress)
-    fx.save_classifier(model, path)
-    blob = load_torch(path, "the offline feature extractor")
-    blob["key"] = key
-    save_torch(blob, path)
+            return fx.load_extractor(path), path, False
+    if kind == "classifier":
+        model = fx.train_classifier(train, profile.classifier, progress)
+    else:
+        model = fx.train_autoencoder(train, profile.classifier, progress)
+    fx.save_extractor(model, path, key=key)
     return model, path, True
 
 
@@ -64,9 +88,9 @@ def score(
     """FID, KID, precision and recall of uint8 ``images`` against the training split."""
     if reference is None:
         reference, _ = load_splits(profile.data)
-    if profile.feature_extractor == "classifier":
-        return fidelity(images, reference.images, "classifier", classifier_path(run_dir))
-    return fidelity(images, reference.images, "inception")
+    if profile.feature_extractor == "inception":
+        return fidelity(images, reference.images, "inception", profile.inception_weights)
+    return fidelity(images, reference.images, "offline", classifier_path(run_dir))
 
 
 def floor(profile: Profile, run_dir: str | Path, n: int | None = None) -> dict:
@@ -140,21 +164,27 @@ def reference_points(profile: Profile, run_dir: str | Path, seed: int = 0) -> di
     }
 
 
-def classifier_report(profile: Profile, run_dir: str | Path) -> dict:
-    """Notebook 00: the offline classifier trained (or reloaded), with its accuracies; empty for
-    a profile on Inception features."""
-    if profile.feature_extractor != "classifier":
+def extractor_report(profile: Profile, run_dir: str | Path) -> dict:
+    """Notebook 00: the offline extractor trained (or reloaded), with how well it does its own
+    task (a classifier's accuracy, an autoencoder's rebuild error); empty on Inception features."""
+    if profile.feature_extractor == "inception":
         return {}
     t0 = time.perf_counter()
     train, holdout = load_splits(profile.data)
-    clf, path, trained_now = get_feature_extractor(profile, run_dir)
-    return {
-        "holdout_accuracy": fx.accuracy(clf, holdout),
-        "train_accuracy": fx.accuracy(clf, train),
-        "trained_now": trained_now,
-        "seconds": time.perf_counter() - t0,
-        "path": str(path),
-    }
+    net, path, trained_now = get_feature_extractor(profile, run_dir)
+    kind = offline_kind(profile, train)
+    out = {"kind": kind, "features": fx.LABELS[kind]}
+    if kind == "classifier":
+        out.update(
+            holdout_accuracy=fx.accuracy(net, holdout), train_accuracy=fx.accuracy(net, train)
+        )
+    else:
+        out.update(
+            holdout_mse=fx.reconstruction_error(net, holdout),
+            train_mse=fx.reconstruction_error(net, train),
+        )
+    out.update(trained_now=trained_now, seconds=time.perf_counter() - t0, path=str(path))
+    return out
 
 
 def scale(profile: Profile, run_dir: str | Path) -> dict:

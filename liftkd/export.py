@@ -170,8 +170,8 @@ def export_job_student(
         "parameters": count_parameters(student),
         "MACs per image": macs_per_image(student, profile.data.resolution, profile.data.channels),
         "FID": row["fid"],
-        "FID protocol": f"{ref['n_samples']} samples, {ref['ddim_steps']} DDIM steps, features of "
-        f"{'the offline classifier (not Inception)' if profile.feature_extractor == 'classifier' else 'InceptionV3'}",
+        "FID protocol": f"{ref['n_samples']} samples, {ref['ddim_steps']} DDIM steps, FID on "
+        + ref.get("features", "classifier features"),
         "teacher FID, same protocol": ref["teacher"]["fid"],
         "KD steps": job.train.steps,
         "seed": job.seed,

@@ -39,14 +39,16 @@ class _TensorImages(Dataset):
 def fidelity(
     generated: torch.Tensor,
     reference: torch.Tensor,
-    extractor: str = "classifier",
-    classifier_path: str | Path | None = None,
+    extractor: str = "offline",
+    weights_path: str | Path | None = None,
     batch_size: int = 500,
 ) -> dict[str, float]:
     """FID, KID (mean, std) and precision/recall of ``generated`` against ``reference``.
 
-    ``extractor``: "classifier" (offline; needs ``classifier_path``) or "inception" (downloads
-    InceptionV3 weights on first use). Both inputs are uint8 ``(N, C, H, W)``.
+    ``extractor``: "offline" (a network trained here, ``liftkd.feature_extractor``; needs its
+    file as ``weights_path``) or "inception" (InceptionV3: from the local weights file
+    ``weights_path`` when given, else downloaded by torch-fidelity on first use). Both inputs are
+    uint8 ``(N, C, H, W)``.
     """
     import torch_fidelity
 
@@ -67,19 +69,27 @@ def fidelity(
         cache=False,
         verbose=False,
     )
-    if extractor == "classifier":
-        if classifier_path is None:
-            raise ValueError("extractor='classifier' needs classifier_path")
+    if extractor == "offline":
+        if weights_path is None:
+            raise ValueError("extractor='offline' needs weights_path, the extractor's file")
         kwargs.update(
             feature_extractor=feature_extractor.ensure_registered(),
-            feature_extractor_weights_path=str(classifier_path),
+            feature_extractor_weights_path=str(weights_path),
         )
         channels = None
     elif extractor == "inception":
         kwargs.update(feature_extractor="inception-v3-compat")
+        if weights_path is not None:
+            if not Path(weights_path).is_file():
+                raise FileNotFoundError(
+                    f"inception_weights {weights_path} is not a file: copy torch-fidelity's "
+                    "weights-inception-2015-12-05-6726825d.pth there (any machine with internet "
+                    "downloads it on first use), or leave inception_weights unset to download"
+                )
+            kwargs.update(feature_extractor_weights_path=str(weights_path))
         channels = 3
     else:
-        raise ValueError(f"unknown extractor {extractor!r}; choose 'classifier' or 'inception'")
+        raise ValueError(f"unknown extractor {extractor!r}; choose 'offline' or 'inception'")
     m = torch_fidelity.calculate_metrics(
         input1=_TensorImages(generated, channels),
         input2=_TensorImages(reference, channels),

@@ -270,12 +270,12 @@ def coarse_share_during_kd(during_rows: list[dict], path):
     return finish(fig, path)
 
 
-def probe_corrected_bars(rows: list[dict], path):
+def probe_corrected_bars(rows: list[dict], path, features: str = "classifier features"):
     """FID of plain and probe-corrected sampling per student, the floor (first row) as a line."""
     return bars(
         {f"{r['model']}\n{r.get('sampler', '')}": r["fid"] for r in rows[1:]},
         path,
-        "FID (classifier features)",
+        f"FID ({features})",
         title="Probe-corrected sampling",
         reference=("floor", rows[0]["fid"]),
         logy=True,
@@ -301,7 +301,14 @@ def kd_losses(losses: dict, labels: dict[str, str], path, title: str):
     return finish(fig, path)
 
 
-def kd_evaluations(evals: list[dict], labels: dict[str, str], teacher_fid: float, path, title):
+def kd_evaluations(
+    evals: list[dict],
+    labels: dict[str, str],
+    teacher_fid: float,
+    path,
+    title,
+    features: str = "classifier features",
+):
     """Two panels over training, one line per objective: FID (the teacher's as a dashed line)
     and the probe's coarse share of the KD error (``evals`` as ``evaluate_job`` returns them)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -312,7 +319,7 @@ def kd_evaluations(evals: list[dict], labels: dict[str, str], teacher_fid: float
         axes[1].plot(steps, [r["coarse_share"] for r in mine], marker="o", label=label)
     axes[0].axhline(teacher_fid, color="k", ls="--", lw=1, label="teacher")
     axes[0].set_yscale("log")
-    axes[0].set_ylabel("FID (classifier features)")
+    axes[0].set_ylabel(f"FID ({features})")
     axes[1].set_ylabel("coarse share of the KD error")
     for ax in axes:
         ax.set_xlabel("step")

@@ -219,6 +219,11 @@ def reference_fids(jobs: list[dict]) -> tuple[float, float]:
     return ref["teacher"]["fid"], ref["floor"]["fid"]
 
 
+def features_of(jobs: list[dict]) -> str:
+    """What the sweep's FIDs are computed on ("classifier features", ...)."""
+    return jobs[0]["reference"].get("features", "classifier features")
+
+
 def ratios(rows: list[dict], group: str = "main") -> list[float]:
     return sorted({float(r["ratio"]) for r in rows if r["group"] == group})
 

@@ -331,7 +331,7 @@ FILE_CASES = [
     ),
     (
         "classifier truncated",
-        "liftkd.feature_extractor:load_classifier",
+        "liftkd.feature_extractor:load_extractor",
         _write("truncated"),
         r"model\.pt \(the offline feature extractor\) cannot be read.*trained again",
     ),

@@ -35,7 +35,8 @@ def test_smoke_profile_end_to_end(tmp_path, python):
     )
 
     fx = json.loads((figures / "00_feature_extractor.json").read_text())
-    assert 0.1 < fx["results"]["classifier"]["holdout_accuracy"] <= 1.0
+    assert 0.1 < fx["results"]["extractor"]["holdout_accuracy"] <= 1.0
+    assert fx["results"]["extractor"]["kind"] == "classifier"  # the digits have labels
     assert fx["results"]["floor"]["fid"] < fx["results"]["reference_points"]["uniform_noise"]["fid"]
     teacher = json.loads((figures / "01_teacher.json").read_text())
     r = teacher["results"]
@@ -106,3 +107,37 @@ def test_smoke_profile_end_to_end(tmp_path, python):
     assert "04_distill main_r0.9_s0" in added and "main_r0.5_s0" not in added
     assert "0 steps run now" in redo.stdout + redo.stderr
     assert (run_dir / "distill" / "main_r0.9_s0" / "evals.csv").read_text() == evals
+
+
+def _unlabelled_folder(path, n=300):
+    """sklearn's 8x8 digits written as PNG files in one flat folder: no class sub-folders."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    path.mkdir()
+    for i, img in enumerate(load_digits().images[:n]):
+        Image.fromarray((img * 255 / 16).astype("uint8")).save(path / f"img_{i:04d}.png")
+    return path
+
+
+@pytest.mark.slow
+def test_an_unlabelled_image_folder_runs_to_the_end_offline(tmp_path):
+    """A user's folder of images without classes: the autoencoder's features stand in for the
+    classifier's, every notebook runs, and every table says which features its FIDs are on."""
+    images = _unlabelled_folder(tmp_path / "my_images")
+    run_dir, figures = tmp_path / "run", tmp_path / "figures"
+    overrides = f"{{data.name: folder, data.path: {images}}}"
+    done = subprocess.run(
+        ["make", "--no-print-directory", "reproduce", "PROFILE=smoke", "RUN_NAME=mine"]
+        + [f"RUN_DIR={run_dir}", f"FIGURES={figures}", f"OVERRIDES={overrides}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    fx = json.loads((figures / "00_feature_extractor.json").read_text())["results"]
+    assert fx["extractor"]["kind"] == "autoencoder" and fx["extractor"]["holdout_mse"] < 1.0
+    assert fx["floor"]["fid"] < fx["reference_points"]["uniform_noise"]["fid"]
+    claims = (figures / "claims.md").read_text()
+    assert "autoencoder features" in claims and "classifier features" not in claims
+    assert "autoencoder features" in (figures / "02_fid_before_finetuning.md").read_text()

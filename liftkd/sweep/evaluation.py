@@ -24,7 +24,7 @@ from liftkd.config import Profile
 from liftkd.data import load_splits, to_model_range
 from liftkd.diffusion import noise_scheduler
 from liftkd.distill import KDGroup, KDModule
-from liftkd.evaluation import floor, sample, score
+from liftkd.evaluation import features_label, floor, sample, score
 from liftkd.metrics import count_parameters
 from liftkd.runs import append_row, load_torch, locked, read_rows, save_torch
 from liftkd.sweep.jobs import EVALS, FINAL_SAMPLES, REFERENCE, Job, job_dir, sweep_dir
@@ -137,6 +137,7 @@ def reference(profile: Profile, run_dir: str | Path, teacher, progress: bool = T
             "teacher": score(ev, run_dir, images),
             "floor": floor(ev, run_dir, ev.sampling.n_samples),
             "n_samples": ev.sampling.n_samples,
+            "features": features_label(profile, run_dir),
             "ddim_steps": ev.sampling.num_inference_steps,
         }
         tmp = path.with_suffix(".tmp")
