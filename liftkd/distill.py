@@ -52,10 +52,12 @@ def teacher_step(
     x0: torch.Tensor,
     g: torch.Generator,
     features: bool,
+    part: slice = slice(None),
 ):
-    """Draw noise and timesteps from ``g``, noise ``x0`` and run the frozen teacher once:
-    (x_t, t, noise, eT, teacher features or None)."""
+    """Draw noise and timesteps from ``g`` for the global batch ``x0``, keep this process's
+    ``part`` and run the frozen teacher on it once: (x_t, t, noise, eT, teacher features or None)."""
     x_t, t, noise = forward_noise(scheduler, x0, g)
+    x_t, t, noise = x_t[part], t[part], noise[part]
     if next(teacher.parameters()).device != x0.device:
         teacher.to(x0.device)
     tap = FeatureTap(teacher, detach=True) if features else nullcontext()
@@ -135,9 +137,9 @@ def kd_group_loss_fn(teacher: nn.Module, scheduler: DDPMScheduler, steps: int):
     """The loss of a ``KDGroup``: one teacher forward (features tapped once) for all students."""
     teacher.requires_grad_(False).eval()
 
-    def loss_fn(model: nn.Module, x0: torch.Tensor, g: torch.Generator, progress: float):
+    def loss_fn(model, x0: torch.Tensor, g: torch.Generator, progress: float, part=slice(None)):
         group = model.module if hasattr(model, "module") else model
-        x_t, t, noise, eT, fT = teacher_step(teacher, scheduler, x0, g, group.uses_features)
+        x_t, t, noise, eT, fT = teacher_step(teacher, scheduler, x0, g, group.uses_features, part)
         return model(x_t, t, noise, eT, fT, progress, round(progress * steps))
 
     return loss_fn

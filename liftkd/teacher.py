@@ -31,9 +31,10 @@ SAMPLES_FILE = "teacher_samples.pt"  # notebook 01's samples, scored again at ot
 def denoising_loss(scheduler: DDPMScheduler):
     """``L_task`` (mean over elements, the usual DDPM loss), t uniform (``liftkd.diffusion``)."""
 
-    def loss_fn(model: torch.nn.Module, x0: torch.Tensor, g: torch.Generator, progress: float):
-        x_t, t, noise = forward_noise(scheduler, x0, g)
-        return task_loss(model(x_t, t).sample, noise, reduction="mean"), {}
+    def loss_fn(model, x0: torch.Tensor, g: torch.Generator, progress: float, part=slice(None)):
+        x_t, t, noise = forward_noise(scheduler, x0, g)  # the global batch; this process: part
+        pred = model(x_t[part], t[part]).sample
+        return task_loss(pred, noise[part], reduction="mean"), {}
 
     return loss_fn
 

@@ -1,9 +1,17 @@
 """One training loop for every model of the project, on Hugging Face accelerate.
 
 ``train(model, loss_fn, images, cfg, run_dir)`` runs ``cfg.steps`` optimisation steps of
-``loss_fn(model, x0, generator, progress) -> (loss, parts)`` on batches drawn from ``images``
-(``progress`` is the share of training done, in [0, 1)); the same code runs on a CPU, one GPU,
-or several (``accelerate launch``). With ``keep_snapshots=True`` (or ``"model"``) the weights at
+``loss_fn(model, x0, generator, progress, part) -> (loss, parts)`` on batches drawn from
+``images`` (``progress`` is the share of training done, in [0, 1)); the same code runs on a CPU,
+one GPU, or several (``accelerate launch``).
+
+**Several processes.** ``cfg.batch_size`` is the global batch. Every process draws the same
+batch, noise and timesteps from the step's generator, and computes its loss on its own slice
+``part`` of them (process k of P: rows k * B/P to (k + 1) * B/P); the data-parallel wrapper
+averages the gradients, which for a loss averaged over the batch is the gradient of the whole
+batch. So a run on P processes ends where the one-process run ends, to float tolerance (a
+statistic taken over the batch inside a loss, such as LIFT's adaptive weight, is taken over each
+slice). B must be a multiple of P. With ``keep_snapshots=True`` (or ``"model"``) the weights at
 every checkpoint are also kept, as ``run_dir/snapshots/step_K.pt``, for analyses over training;
 with ``"ema"`` their EMA is kept instead (what evaluations over training sample from);
 ``snapshot_every`` keeps only the checkpoints at multiples of it (and the last).
@@ -17,10 +25,13 @@ What it guarantees:
   ``run_dir/checkpoint.pt`` every ``cfg.checkpoint_every`` steps and at the end. Running the same
   call again continues from it; a finished run returns at once without training.
 - **Reproducibility.** Step ``k`` draws its batch indices, noise, timesteps and dropout from a
-  generator seeded by ``(cfg.seed, k, process)``, so the same seed gives the same losses, and a
-  resumed run the same losses as an uninterrupted one.
+  generator seeded by ``(cfg.seed, k)``, so the same seed gives the same losses, and a resumed
+  run the same losses as an uninterrupted one.
 - **Divergence.** A non-finite loss or gradient norm raises :class:`TrainingDiverged` naming the
   step; the last good checkpoint stays on disk untouched.
+
+Long because these guarantees hold together in one loop (a checkpoint, its snapshots, the resume
+check and the divergence stop share the loop's state); split, they would be harder to check.
 """
 
 from __future__ import annotations
@@ -49,7 +60,7 @@ CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.csv"
 
 LossFn = Callable[
-    [torch.nn.Module, torch.Tensor, torch.Generator, float], tuple[torch.Tensor, dict]
+    [torch.nn.Module, torch.Tensor, torch.Generator, float, slice], tuple[torch.Tensor, dict]
 ]
 SNAPSHOTS = "snapshots"
 # settings that may change between an interrupted run and its resumption
@@ -75,9 +86,9 @@ class TrainResult:
     seconds: float = 0.0  # wall time of this call
 
 
-def step_generator(seed: int, step: int, process: int = 0) -> torch.Generator:
-    """The generator of one step: independent streams for every (seed, step, process)."""
-    state = np.random.SeedSequence([seed, step, process]).generate_state(2, dtype=np.uint32)
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of one step: independent streams for every (seed, step)."""
+    state = np.random.SeedSequence([seed, step, 0]).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
@@ -186,7 +197,16 @@ def train(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / CHECKPOINT
-    accelerator = accelerator or Accelerator()
+    # without a GPU, accelerate forms a process group only when told the run is on the CPU
+    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    P = accelerator.num_processes
+    if cfg.batch_size % P:
+        raise ValueError(
+            f"batch_size {cfg.batch_size} is the global batch: it must be a multiple of the "
+            f"{P} processes"
+        )
+    local = cfg.batch_size // P
+    part = slice(accelerator.process_index * local, (accelerator.process_index + 1) * local)
 
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -242,17 +262,27 @@ def train(
         disable=not (progress and accelerator.is_main_process),
     )
     for step in range(start, cfg.steps):
-        g = step_generator(cfg.seed, step, accelerator.process_index)
+        g = step_generator(cfg.seed, step)  # one global batch: the same on every process
         torch.manual_seed(g.initial_seed())  # dropout and anything else drawing from the global RNG
         lr = lr_at(step, cfg)
         for group in opt.param_groups:
             group["lr"] = lr
         idx = torch.randint(len(images), (cfg.batch_size,), generator=g)
         x0 = to_model_range(images[idx]).to(accelerator.device)
-        loss, parts = loss_fn(model, x0, g, step / cfg.steps)
+        loss, parts = loss_fn(model, x0, g, step / cfg.steps, part)
+        # what is logged and checked is the whole batch's: the mean over the processes' slices
+        logged = loss.detach()
+        if P > 1:
+            logged = accelerator.reduce(logged, reduction="mean")
+            parts = {
+                k: accelerator.reduce(
+                    torch.as_tensor(v, dtype=torch.float32, device=logged.device), reduction="mean"
+                )
+                for k, v in parts.items()
+            }
         bad = None
-        if not torch.isfinite(loss):
-            bad = f"loss became {loss.item()}"
+        if not torch.isfinite(logged):
+            bad = f"loss became {logged.item()}"
         else:
             opt.zero_grad(set_to_none=True)
             accelerator.backward(loss)
@@ -274,7 +304,7 @@ def train(
             )
         opt.step()
         ema_update(ema, accelerator.unwrap_model(model), ema_decay_at(step, cfg.ema_decay))
-        row = {"step": step, "loss": loss.item(), "lr": lr, "grad_norm": float(grad_norm)}
+        row = {"step": step, "loss": logged.item(), "lr": lr, "grad_norm": float(grad_norm)}
         row.update({k: float(v) for k, v in parts.items()})
         history.append(row)
         bar.update()

@@ -375,7 +375,7 @@ def test_a_damaged_training_checkpoint_is_named_and_left_alone(tmp_path):
     ):
         train(
             model,
-            lambda m, x0, g, p: (m.weight.sum(), {}),
+            lambda m, x0, g, p, part: (m.weight.sum(), {}),
             images,
             TrainConfig(steps=2, batch_size=2),
             tmp_path,

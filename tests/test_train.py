@@ -55,8 +55,8 @@ def test_non_finite_loss_raises_and_keeps_last_good_checkpoint(tmp_path):
     model = build_unet(p.unet, 8, 1)
     good = denoising_loss(noise_scheduler(p.diffusion))
 
-    def explodes_at_step_5(model, x0, g, progress):
-        loss, parts = good(model, x0, g, progress)
+    def explodes_at_step_5(model, x0, g, progress, part):
+        loss, parts = good(model, x0, g, progress, part)
         explodes_at_step_5.calls += 1
         return (loss * float("nan") if explodes_at_step_5.calls == 6 else loss), parts
 

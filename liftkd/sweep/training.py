@@ -25,7 +25,9 @@ from liftkd.sweep.jobs import Job, job_dir
 def build_group(
     job: Job, profile: Profile, teacher: torch.nn.Module, student: torch.nn.Module
 ) -> tuple[dict, dict]:
-    """One copy of ``student`` and one objective per spec of the job."""
+    """One copy of ``student`` and one objective per spec of the job. The objectives' FitNet
+    adapters are initialised from the job's seed, whatever ran before in the process."""
+    torch.manual_seed(job.train.seed)
     res, ch = profile.data.resolution, profile.data.channels
     example = {"sample": torch.randn(2, ch, res, res), "timestep": torch.tensor([10, 500])}
     students, objectives = {}, {}
