@@ -107,7 +107,12 @@ class DiffusionConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One optimisation run: AdamW, linear warm-up then cosine decay to ``lr_min``, EMA."""
+    """One optimisation run: AdamW, linear warm-up then cosine decay to ``lr_min``, EMA.
+
+    The authors' DDPM protocol differs in named options: ``optimizer="adam"`` with ``lr_min =
+    lr`` and no warm-up is their flat Adam; ``antithetic`` draws t and T-1-t in one batch;
+    ``clip="model"`` clips the student's gradient only, not the FitNet adapters'.
+    """
 
     steps: Count
     batch_size: Count
@@ -119,6 +124,9 @@ class TrainConfig:
     grad_clip: Rate = 1.0
     checkpoint_every: Count = 250
     seed: Index = 0
+    optimizer: Literal["adamw", "adam"] = "adamw"
+    antithetic: bool = False  # timesteps t and T-1-t, half the batch each
+    clip: Literal["model+adapters", "model"] = "model+adapters"  # what gradient clipping covers
 
     def __post_init__(self):
         if self.lr_min > self.lr:
@@ -226,6 +234,10 @@ class DistillConfig:
     probe_timesteps: tuple[Index, ...] = (100, 500, 900)
     probe_images: Count = 128  # held-out images for the coarse/fine shares over training
     seeds: tuple[Index, ...] = (0,)
+    # every so many steps, the gradient each objective term puts on eS (liftkd.diagnostics); 0: off
+    diagnose_every: Index = 25
+    # dropout of the students in training (None: the teacher's, as pruned); the authors use 0.1
+    student_dropout: Annotated[float, Field(ge=0, lt=1)] | None = None
 
     def __post_init__(self):
         if len(self.steps) != len(self.ratios):
@@ -311,6 +323,7 @@ def _smoke() -> Profile:
             eval_ddim_steps=10,
             probe_timesteps=(100, 900),
             probe_images=32,
+            diagnose_every=5,
         ),
     )
 

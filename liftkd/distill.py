@@ -23,6 +23,7 @@ import torch.nn as nn
 from diffusers import DDPMScheduler
 
 from liftkd.config import TrainConfig
+from liftkd.diagnostics import gradient_terms
 from liftkd.diffusion import forward_noise
 from liftkd.features import FeatureTap
 from liftkd.losses import NonFiniteLoss, Objective
@@ -38,12 +39,15 @@ class KDModule(nn.Module):
         self.student = student
         self.objective = objective
 
-    def forward(self, x_t, t, noise, eT, fT, progress):
+    def forward(self, x_t, t, noise, eT, fT, progress, diagnose: bool = False):
         tap = FeatureTap(self.student) if self.objective.uses_features else nullcontext()
         with tap:
             eS = self.student(x_t, t).sample
         fS = tap.features if self.objective.uses_features else None
-        return self.objective(noise, eS, eT, fS, fT, progress=progress)
+        out = self.objective(noise, eS, eT, fS, fT, progress=progress)
+        if diagnose:  # what each term asks of eS (liftkd.diagnostics); logged with the parts
+            out.parts.update(gradient_terms(self.objective, noise, eS, eT, progress))
+        return out
 
 
 def teacher_step(
@@ -53,10 +57,11 @@ def teacher_step(
     g: torch.Generator,
     features: bool,
     part: slice = slice(None),
+    antithetic: bool = False,
 ):
     """Draw noise and timesteps from ``g`` for the global batch ``x0``, keep this process's
     ``part`` and run the frozen teacher on it once: (x_t, t, noise, eT, teacher features or None)."""
-    x_t, t, noise = forward_noise(scheduler, x0, g)
+    x_t, t, noise = forward_noise(scheduler, x0, g, antithetic=antithetic)
     x_t, t, noise = x_t[part], t[part], noise[part]
     if next(teacher.parameters()).device != x0.device:
         teacher.to(x0.device)
@@ -71,8 +76,14 @@ class KDGroup(nn.Module):
     trains, else the step at which its loss or gradient became non-finite (saved with the
     checkpoint, so that a resumed run keeps it frozen)."""
 
-    def __init__(self, members: dict[str, KDModule]):
+    def __init__(
+        self, members: dict[str, KDModule], clip: str = "model+adapters", diagnose_every: int = 0
+    ):
         super().__init__()
+        self.diagnose_every = diagnose_every  # every so many steps, log liftkd.diagnostics
+        if clip not in ("model+adapters", "model"):
+            raise ValueError(f"clip must be 'model+adapters' or 'model', got {clip!r}")
+        self.clip = clip  # "model": the student's gradient is clipped, the adapters' left alone
         if not members:
             raise ValueError("a KD group needs at least one student")
         self.names = list(members)
@@ -96,7 +107,8 @@ class KDGroup(nn.Module):
                 parts[f"{name}/loss"] = math.nan
                 continue
             try:
-                out = self.member(name)(x_t, t, noise, eT, fT, progress)
+                diagnose = bool(self.diagnose_every) and step % self.diagnose_every == 0
+                out = self.member(name)(x_t, t, noise, eT, fT, progress, diagnose)
             except NonFiniteLoss:
                 out = None
             if out is None or not torch.isfinite(out.total):
@@ -116,7 +128,9 @@ class KDGroup(nn.Module):
         Returns the largest finite norm (what the loop logs and checks)."""
         norms = []
         for i in self.active():
-            params = [p for p in self.member(self.names[i]).parameters() if p.grad is not None]
+            member = self.member(self.names[i])
+            scope = member.student if self.clip == "model" else member
+            params = [p for p in scope.parameters() if p.grad is not None]
             if not params:
                 continue
             norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
@@ -133,13 +147,17 @@ def _key(name: str) -> str:
     return name.replace(".", "_")
 
 
-def kd_group_loss_fn(teacher: nn.Module, scheduler: DDPMScheduler, steps: int):
+def kd_group_loss_fn(
+    teacher: nn.Module, scheduler: DDPMScheduler, steps: int, antithetic: bool = False
+):
     """The loss of a ``KDGroup``: one teacher forward (features tapped once) for all students."""
     teacher.requires_grad_(False).eval()
 
     def loss_fn(model, x0: torch.Tensor, g: torch.Generator, progress: float, part=slice(None)):
         group = model.module if hasattr(model, "module") else model
-        x_t, t, noise, eT, fT = teacher_step(teacher, scheduler, x0, g, group.uses_features, part)
+        x_t, t, noise, eT, fT = teacher_step(
+            teacher, scheduler, x0, g, group.uses_features, part, antithetic
+        )
         return model(x_t, t, noise, eT, fT, progress, round(progress * steps))
 
     return loss_fn
@@ -158,6 +176,7 @@ def distill_group(
     snapshots: str | None = "ema",
     snapshot_every: int | None = None,
     accelerator=None,
+    diagnose_every: int = 0,
 ) -> TrainResult:
     """Train every ``students[name]`` with ``objectives[name]`` side by side (see the module
     docstring). The result's ``ema`` is a ``KDGroup``: ``ema.member(name).student`` is the EMA
@@ -167,10 +186,11 @@ def distill_group(
             f"one objective per student: students {sorted(students)}, "
             f"objectives {sorted(objectives)}"
         )
-    group = KDGroup({n: KDModule(students[n], objectives[n]) for n in students})
+    members = {n: KDModule(students[n], objectives[n]) for n in students}
+    group = KDGroup(members, cfg.clip, diagnose_every)
     return train(
         group,
-        kd_group_loss_fn(teacher, scheduler, cfg.steps),
+        kd_group_loss_fn(teacher, scheduler, cfg.steps, cfg.antithetic),
         images,
         cfg,
         run_dir,

@@ -68,8 +68,13 @@ def lift_terms(
     coarse: str = "l1",
     var_eps: float = 1e-7,
     remainder: str = "error",
+    coarse_scale: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(L_coarse, L_fine, w_adaptive) of LIFT (``group_size=None``) or PLACE, batch-averaged."""
+    """(L_coarse, L_fine, w_adaptive) of LIFT (``group_size=None``) or PLACE, batch-averaged.
+
+    ``coarse_scale``: the factor of each fit's coarse term; None is n, the elements per fit (this
+    project's choice: LIFT is then PLACE with one group), a number a constant (the authors' LIFT
+    uses 32)."""
     if coarse not in COARSE_NORMS:
         raise ValueError(f"coarse must be one of {COARSE_NORMS}, got {coarse!r}")
     B = eS.shape[0]
@@ -83,7 +88,8 @@ def lift_terms(
             per_fit = (beta1 - 1).abs() + beta0.abs()
         else:
             per_fit = (beta1 - 1).square() + beta0.square()
-        L_coarse = L_coarse + n * per_fit.flatten(1).sum(1)
+        scale = n if coarse_scale is None else coarse_scale
+        L_coarse = L_coarse + scale * per_fit.flatten(1).sum(1)
         fit = beta0.detach().unsqueeze(-1) + beta1.detach().unsqueeze(-1) * x
         L_fine = L_fine + (y - fit).square().flatten(1).sum(1)
         dev1.append((beta1.detach() - 1).abs().flatten())
@@ -99,7 +105,8 @@ class LIFT(WithFeatures):
     paper's DDPM setting, or "l2", its DiT fork), ``schedule`` ("adaptive", the paper's, or a
     fixed "none" / "linear" / "cosine" / "sigmoid" for ablations), ``terms`` ("both", or the
     "coarse" / "fine" ablations), ``var_eps`` (the epsilon added to Var(eS), 1e-7 as the DDPM fork),
-    ``remainder`` ("error" or "merge" when K does not divide H*W).
+    ``remainder`` ("error" or "merge" when K does not divide H*W), ``coarse_scale`` (None: n,
+    the elements per fit; a number: that constant, 32 in the authors' LIFT).
     """
 
     name = "lift"
@@ -118,7 +125,16 @@ class LIFT(WithFeatures):
         teacher_widths: list[int] | None = None,
         feat_weight: float = COMBINED_FEAT_WEIGHT,
         tokens: bool = False,
+        coarse_scale: float | None = None,
     ):
+        if coarse_scale is not None and (
+            isinstance(coarse_scale, bool)
+            or not isinstance(coarse_scale, int | float)
+            or not coarse_scale > 0
+        ):
+            raise ValueError(
+                f"coarse_scale must be a positive number or None, got {coarse_scale!r}"
+            )
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown weight schedule {schedule!r}; choose one of {SCHEDULES}")
         if terms not in TERMS:
@@ -142,18 +158,21 @@ class LIFT(WithFeatures):
             remainder,
         )
         self.feat_weight = feat_weight
+        self.coarse_scale = coarse_scale
+
+    def coarse_fine(self, eS, eT, progress=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(L_coarse, L_fine, w) with this objective's options, w by its schedule."""
+        L_coarse, L_fine, w_adaptive = lift_terms(
+            eS, eT, self.group_size, self.coarse, self.var_eps, self.remainder, self.coarse_scale
+        )
+        if self.schedule == "adaptive":
+            return L_coarse, L_fine, w_adaptive
+        return L_coarse, L_fine, torch.tensor(fixed_weight(self.schedule, progress))
 
     def forward(self, eps, eS, eT, fS=None, fT=None, progress=None) -> LossOutput:
         check_outputs(eps, eS, eT)
         task = task_loss(eS, eps)
-        L_coarse, L_fine, w_adaptive = lift_terms(
-            eS, eT, self.group_size, self.coarse, self.var_eps, self.remainder
-        )
-        w = (
-            w_adaptive
-            if self.schedule == "adaptive"
-            else torch.tensor(fixed_weight(self.schedule, progress))
-        )
+        L_coarse, L_fine, w = self.coarse_fine(eS, eT, progress)
         if self.terms == "coarse":
             kd = L_coarse
         elif self.terms == "fine":

@@ -79,6 +79,9 @@ def label(spec: str, group_size: int | None = None) -> str:
     schedule = options.pop("schedule", None)
     if schedule is not None:
         bits.append("w=1" if schedule == "none" else f"w {schedule}")
+    scale = options.pop("coarse_scale", None)
+    if scale is not None:
+        bits.append(f"coarse x{scale:g}")
     bits += [f"{k}={v}" for k, v in options.items()]
     base = OBJECTIVES[name].label
     return f"{base} ({', '.join(bits)})" if bits else base

@@ -351,3 +351,34 @@ def lift_descent(rows: list[dict], path, title: str):
         lines(series, None, "gradient step on eS", ylabel, ax=ax, marker="")
     fig.suptitle(title)
     return finish(fig, path)
+
+
+def gradient_terms(losses: dict, labels: dict[str, str], path, title: str):
+    """Two panels over training: the per-sample gradient norm each term of each objective puts
+    on eS (log scale; line style by term), and the cosine of the coarse term's descent direction
+    with eT - eS (``losses`` as ``liftkd.report.loss_summary`` makes them; nothing is drawn, and
+    None returned, when the job logged no diagnostics)."""
+    styles = {"task": ":", "outkd": "-", "coarse": "-", "fine": "--"}
+    found = [s for s, c in losses.items() if any(k.startswith("grad_") for k in c)]
+    if not found:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for i, spec in enumerate(found):
+        curve, colour = losses[spec], f"C{i}"
+        for term, ls in styles.items():
+            ys = np.asarray(curve.get(f"grad_{term}", []), dtype=float)
+            if ys.size and np.isfinite(ys).any():
+                axes[0].plot(
+                    curve["step"], ys, ls=ls, color=colour, label=f"{labels[spec]}: {term}"
+                )
+        if "cos_coarse" in curve:
+            axes[1].plot(curve["step"], curve["cos_coarse"], color=colour, label=labels[spec])
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("per-sample gradient norm on eS")
+    axes[1].set_ylabel("cosine(coarse descent, eT - eS)")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.suptitle(title)
+    return finish(fig, path)

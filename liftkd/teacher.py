@@ -28,11 +28,11 @@ MODEL_DIR = "model"  # save_pretrained output inside the teacher folder
 SAMPLES_FILE = "teacher_samples.pt"  # notebook 01's samples, scored again at other counts later
 
 
-def denoising_loss(scheduler: DDPMScheduler):
+def denoising_loss(scheduler: DDPMScheduler, antithetic: bool = False):
     """``L_task`` (mean over elements, the usual DDPM loss), t uniform (``liftkd.diffusion``)."""
 
     def loss_fn(model, x0: torch.Tensor, g: torch.Generator, progress: float, part=slice(None)):
-        x_t, t, noise = forward_noise(scheduler, x0, g)  # the global batch; this process: part
+        x_t, t, noise = forward_noise(scheduler, x0, g, antithetic=antithetic)  # global batch
         pred = model(x_t[part], t[part]).sample
         return task_loss(pred, noise[part], reduction="mean"), {}
 
@@ -44,7 +44,7 @@ def train_teacher(profile: Profile, run_dir: str | Path, progress: bool = True) 
     train_set, _ = load_splits(profile.data)
     torch.manual_seed(profile.teacher.seed)
     model = build_unet(profile.unet, profile.data.resolution, profile.data.channels)
-    loss_fn = denoising_loss(noise_scheduler(profile.diffusion))
+    loss_fn = denoising_loss(noise_scheduler(profile.diffusion), profile.teacher.antithetic)
     return train(
         model,
         loss_fn,

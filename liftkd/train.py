@@ -154,10 +154,11 @@ def _config_dict(cfg: TrainConfig) -> dict:
 
 def _check_resumable(saved: dict, cfg: TrainConfig, path: Path) -> None:
     now = _config_dict(cfg)
+    # a setting added since the checkpoint was written had its default then
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    saved = {k: saved.get(k, defaults.get(k)) for k in now}
     diff = {
-        k: (saved.get(k), now[k])
-        for k in now
-        if k not in _RESUMABLE_CHANGES and saved.get(k) != now[k]
+        k: (saved[k], now[k]) for k in now if k not in _RESUMABLE_CHANGES and saved[k] != now[k]
     }
     if diff:
         changes = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in diff.items())
@@ -209,7 +210,8 @@ def train(
     part = slice(accelerator.process_index * local, (accelerator.process_index + 1) * local)
 
     ema = copy.deepcopy(model).requires_grad_(False).eval()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizers = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+    opt = optimizers[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start, history, resumed_from = 0, [], None
     if ckpt_path.exists():
         ckpt = load_torch(

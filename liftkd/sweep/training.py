@@ -33,9 +33,18 @@ def build_group(
     students, objectives = {}, {}
     for spec in job.objectives:
         name, options = parse_spec(spec, profile.distill.group_size)
-        students[spec] = copy.deepcopy(student).train()
+        students[spec] = set_dropout(copy.deepcopy(student), profile.distill.student_dropout)
         objectives[spec] = build_objective(name, students[spec], teacher, example, **options)
     return students, objectives
+
+
+def set_dropout(model: torch.nn.Module, p: float | None) -> torch.nn.Module:
+    """``model`` in train mode with every dropout layer at ``p`` (None: as it is)."""
+    if p is not None:
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = p
+    return model.train()
 
 
 def train_job(
@@ -63,6 +72,7 @@ def train_job(
         snapshots="ema",
         snapshot_every=job.eval_steps[0],
         accelerator=accelerator,
+        diagnose_every=profile.distill.diagnose_every,
     )
 
 
