@@ -16,8 +16,8 @@ settings that must agree with each other are checked in ``__post_init__``): a ba
 :class:`SettingsError` naming the setting, the value and what is allowed, and an unknown name
 lists the closest valid ones.
 
-Long because the three profiles are written out in full, side by side: a reader compares them
-setting by setting in one place.
+Long because the three profiles are written out in full, side by side (a reader compares them
+setting by setting in one place), next to the rules every setting is checked by.
 """
 
 from __future__ import annotations
