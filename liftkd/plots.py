@@ -357,22 +357,30 @@ def gradient_terms(losses: dict, labels: dict[str, str], path, title: str):
     """Two panels over training: the per-sample gradient norm each term of each objective puts
     on eS (log scale; line style by term), and the cosine of the coarse term's descent direction
     with eT - eS (``losses`` as ``liftkd.report.loss_summary`` makes them; nothing is drawn, and
-    None returned, when the job logged no diagnostics)."""
+    None returned, when the job logged no diagnostics). A term at zero, such as the fine term
+    while w = 0, has no point on the log scale."""
     styles = {"task": ":", "outkd": "-", "coarse": "-", "fine": "--"}
     found = [s for s, c in losses.items() if any(k.startswith("grad_") for k in c)]
     if not found:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+
+    def finite(curve, key):  # the windows that hold a diagnostic step, joined up
+        xs = np.asarray(curve["step"], dtype=float)
+        ys = np.asarray(curve.get(key, [np.nan] * len(xs)), dtype=float)
+        keep = np.isfinite(ys)
+        return xs[keep], ys[keep]
+
     for i, spec in enumerate(found):
         curve, colour = losses[spec], f"C{i}"
         for term, ls in styles.items():
-            ys = np.asarray(curve.get(f"grad_{term}", []), dtype=float)
-            if ys.size and np.isfinite(ys).any():
-                axes[0].plot(
-                    curve["step"], ys, ls=ls, color=colour, label=f"{labels[spec]}: {term}"
-                )
-        if "cos_coarse" in curve:
-            axes[1].plot(curve["step"], curve["cos_coarse"], color=colour, label=labels[spec])
+            xs, ys = finite(curve, f"grad_{term}")
+            if ys.size:
+                label = f"{labels[spec]}: {term}"
+                axes[0].plot(xs, ys, ls=ls, marker="o", ms=3, color=colour, label=label)
+        xs, ys = finite(curve, "cos_coarse")
+        if ys.size:
+            axes[1].plot(xs, ys, marker="o", ms=3, color=colour, label=labels[spec])
     axes[0].set_yscale("log")
     axes[0].set_ylabel("per-sample gradient norm on eS")
     axes[1].set_ylabel("cosine(coarse descent, eT - eS)")
