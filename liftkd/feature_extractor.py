@@ -112,10 +112,41 @@ def _shift_augment(x: torch.Tensor, g: torch.Generator, max_shift: int = 1) -> t
     return pad[..., dy : dy + h, dx : dx + w]
 
 
+def _fit(
+    model: nn.Module,
+    n: int,
+    cfg: ClassifierConfig,
+    g: torch.Generator,
+    batch_loss,
+    desc: str,
+    progress: bool,
+) -> nn.Module:
+    """The extractors' one training loop: ``cfg.epochs`` shuffled passes over ``n`` images,
+    ``batch_loss(indices)`` on each batch, Adam with cosine decay."""
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    model.train()
+    bar = tqdm(total=total, desc=desc, disable=not progress)
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(n, generator=g)
+        for i in range(steps_per_epoch):
+            loss = batch_loss(perm[i * cfg.batch_size : (i + 1) * cfg.batch_size])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    bar.close()
+    return model.eval()
+
+
 def train_classifier(
     train: ImageSet, cfg: ClassifierConfig, progress: bool = True
 ) -> DigitClassifier:
-    """Train the extractor on labelled images; Adam with cosine decay, shift augmentation."""
+    """Train the extractor on labelled images: cross-entropy on shifted copies."""
     if train.labels is None:
         raise ValueError(
             "the classifier extractor needs labels and these images have none: use "
@@ -126,58 +157,28 @@ def train_classifier(
     n_classes = int(train.labels.max()) + 1
     model = DigitClassifier(train.images.shape[1], n_classes, cfg.width, cfg.feature_dim)
     x_all, y_all = to_model_range(train.images), train.labels
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-    model.train()
-    bar = tqdm(total=total, desc="classifier", disable=not progress)
-    for _ in range(cfg.epochs):
-        perm = torch.randperm(len(train), generator=g)
-        for i in range(steps_per_epoch):
-            idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            x = _shift_augment(x_all[idx], g)
-            loss = F.cross_entropy(model(x), y_all[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    bar.close()
-    return model.eval()
+
+    def batch_loss(idx):
+        return F.cross_entropy(model(_shift_augment(x_all[idx], g)), y_all[idx])
+
+    return _fit(model, len(train), cfg, g, batch_loss, "classifier", progress)
 
 
 def train_autoencoder(
     train: ImageSet, cfg: ClassifierConfig, progress: bool = True
 ) -> ImageAutoencoder:
-    """Train the label-free extractor: rebuild each image from a shifted, noised copy (MSE);
-    Adam with cosine decay, the classifier's settings."""
+    """Train the label-free extractor: rebuild each image from a shifted, noised copy (MSE)."""
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     c, h = train.images.shape[1], train.images.shape[2]
     model = ImageAutoencoder(c, h, cfg.width, cfg.feature_dim)
     x_all = to_model_range(train.images)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-    model.train()
-    bar = tqdm(total=total, desc="autoencoder", disable=not progress)
-    for _ in range(cfg.epochs):
-        perm = torch.randperm(len(train), generator=g)
-        for i in range(steps_per_epoch):
-            x = _shift_augment(x_all[perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]], g)
-            noisy = x + 0.1 * torch.randn(x.shape, generator=g)
-            loss = F.mse_loss(model(noisy), x)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-    bar.close()
-    return model.eval()
+
+    def batch_loss(idx):
+        x = _shift_augment(x_all[idx], g)
+        return F.mse_loss(model(x + 0.1 * torch.randn(x.shape, generator=g)), x)
+
+    return _fit(model, len(train), cfg, g, batch_loss, "autoencoder", progress)
 
 
 @torch.no_grad()

@@ -18,6 +18,20 @@ OUTPUT_SHAPES = [
 ]
 
 
+def smoke_pair(ratio: float = 0.5):
+    """(smoke profile, an 8x8 smoke U-Net teacher with seeded random weights, its student pruned
+    at ``ratio`` by magnitude): the small pair most tests distil, export or measure."""
+    from liftkd.config import get_profile
+    from liftkd.models import build_unet
+    from liftkd.pruning import prune
+
+    p = get_profile("smoke")
+    torch.manual_seed(0)
+    teacher = build_unet(p.unet, 8, 1).eval()
+    student, _ = prune(teacher, ratio, "magnitude", progress=False)
+    return p, teacher, student
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

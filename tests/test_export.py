@@ -6,19 +6,14 @@ import pytest
 import torch
 from diffusers import DDIMPipeline
 
-from liftkd.config import get_profile
 from liftkd.diffusion import noise_scheduler
 from liftkd.export import CARD, WEIGHTS, export_student, load_pipeline, load_student
-from liftkd.models import build_unet
-from liftkd.pruning import prune
+from tests.conftest import smoke_pair
 
 
 @pytest.fixture(scope="module")
 def pruned():
-    p = get_profile("smoke")
-    torch.manual_seed(0)
-    teacher = build_unet(p.unet, 8, 1).eval()
-    student, _ = prune(teacher, 0.7, "magnitude", progress=False)
+    p, _, student = smoke_pair(0.7)
     return p, student.eval()
 
 

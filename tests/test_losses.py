@@ -3,13 +3,11 @@
 import pytest
 import torch
 
-from liftkd.config import get_profile
 from liftkd.features import FeatureTap
 from liftkd.lift import LIFT, PLACE, fixed_weight, lift_terms
-from liftkd.models import build_unet
 from liftkd.objectives import OBJECTIVES, build_objective
-from liftkd.pruning import example_inputs, prune
-from tests.conftest import OUTPUT_SHAPES
+from liftkd.pruning import example_inputs
+from tests.conftest import OUTPUT_SHAPES, smoke_pair
 
 
 def _pair(shape, seed=0, dtype=torch.float32):
@@ -149,9 +147,7 @@ def test_bad_inputs_are_clear_errors():
 
 
 def test_feature_objectives_on_a_pruned_unet():
-    p = get_profile("smoke")
-    teacher = build_unet(p.unet, 8, 1).eval()
-    student, _ = prune(teacher, 0.5, "magnitude", progress=False)
+    _, teacher, student = smoke_pair(0.5)
     inputs = example_inputs(teacher, batch=2)
     x, t = inputs["sample"], inputs["timestep"]
     for name in ("featkd", "outkd+featkd", "normfeatkd", "lift+place"):
@@ -184,9 +180,7 @@ def test_every_objective_is_registered_and_callable():
 
 
 def test_lift_without_the_fitnet_term_taps_no_features():
-    p = get_profile("smoke")
-    teacher = build_unet(p.unet, 8, 1).eval()
-    student, _ = prune(teacher, 0.5, "magnitude", progress=False)
+    _, teacher, student = smoke_pair(0.5)
     inputs = example_inputs(teacher, batch=2)
     with_term = build_objective("lift", student=student, teacher=teacher, example_inputs=inputs)
     without = build_objective(

@@ -12,8 +12,8 @@ from liftkd.distill import KDGroup, KDModule, distill_group
 from liftkd.lift import lift_terms
 from liftkd.models import build_unet
 from liftkd.objectives import build_objective, label
-from liftkd.pruning import prune
 from liftkd.sweep.training import set_dropout
+from tests.conftest import smoke_pair
 
 
 def test_coarse_scale_replaces_n_by_a_constant():
@@ -46,10 +46,7 @@ def test_antithetic_timesteps_pair_t_with_T_minus_1_minus_t():
 
 @pytest.fixture(scope="module")
 def pair():
-    p = get_profile("smoke")
-    torch.manual_seed(0)
-    teacher = build_unet(p.unet, 8, 1).eval()
-    student, _ = prune(teacher, 0.5, "magnitude", progress=False)
+    p, teacher, student = smoke_pair(0.5)
     images = torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8)
     return p, teacher, student, images
 
@@ -155,31 +152,24 @@ def test_gradient_terms_measure_each_term_on_eS():
     assert set(gradient_terms(build_objective("nokd"), eps, eS, eT)) == {"grad_task"}
 
 
-def test_the_kd_loop_logs_diagnostics_every_so_many_steps(pair, tmp_path):
+def _lift_place_run(pair, run_dir, diagnose_every=0):
     p, teacher, student, images = pair
-    cfg = TrainConfig(steps=6, batch_size=8, warmup_steps=0)
-    res = distill_group(
+    return distill_group(
         {"o": copy.deepcopy(student)},
         teacher,
         {"o": build_objective("lift+place", group_size=4)},
         images,
-        cfg,
+        TrainConfig(steps=6, batch_size=8, warmup_steps=0),
         noise_scheduler(p.diffusion),
-        tmp_path,
+        run_dir,
         progress=False,
-        diagnose_every=3,
+        diagnose_every=diagnose_every,
     )
-    logged = [r["step"] for r in res.history if "o/grad_coarse" in r]
-    assert logged == [0, 3]
-    plain = distill_group(
-        {"o": copy.deepcopy(student)},
-        teacher,
-        {"o": build_objective("lift+place", group_size=4)},
-        images,
-        cfg,
-        noise_scheduler(p.diffusion),
-        tmp_path / "plain",
-        progress=False,
-    )
+
+
+def test_the_kd_loop_logs_diagnostics_every_so_many_steps(pair, tmp_path):
+    res = _lift_place_run(pair, tmp_path / "diagnosed", diagnose_every=3)
+    assert [r["step"] for r in res.history if "o/grad_coarse" in r] == [0, 3]
+    plain = _lift_place_run(pair, tmp_path / "plain")
     for a, b in zip(res.history, plain.history, strict=True):  # measuring changes no step
         assert a["loss"] == b["loss"]

@@ -18,7 +18,7 @@ from liftkd.pruning import prune
 from liftkd.report import convergence
 from liftkd.sweep import jobs
 from liftkd.train import TrainingDiverged
-from tests.conftest import REPO
+from tests.conftest import REPO, smoke_pair
 
 # ---- specs and plans ----------------------------------------------------------------------
 
@@ -127,10 +127,7 @@ def test_gpu_profile_resolves_and_its_ratios_are_reachable():
 
 @pytest.fixture(scope="module")
 def tiny():
-    profile = get_profile("smoke")
-    torch.manual_seed(0)
-    teacher = build_unet(profile.unet, 8, 1).eval()
-    student, _ = prune(teacher, 0.5, "magnitude")
+    profile, teacher, student = smoke_pair(0.5)
     images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
     return profile, teacher, student, images
 
