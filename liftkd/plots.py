@@ -390,3 +390,69 @@ def gradient_terms(losses: dict, labels: dict[str, str], path, title: str):
         ax.legend(fontsize=6)
     fig.suptitle(title)
     return finish(fig, path)
+
+
+def capacity_floor(floor: dict, path, features: str = "classifier features"):
+    """FID (log, with standard errors) and final training loss of each ratio's architecture
+    trained from scratch, beside the recognisable threshold and the teacher (``floor`` as
+    ``liftkd.capacity.capacity_floor`` returns it)."""
+    rows = floor["rows"]
+    ratios = [r["ratio"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    axes[0].errorbar(
+        ratios,
+        [r["fid"] for r in rows],
+        yerr=[2 * r["fid_se"] for r in rows],
+        marker="o",
+        capsize=3,
+        label="from scratch (± 2 SE)",
+    )
+    axes[0].axhline(
+        floor["threshold"], color="C3", ls="--", label="recognisable below (blurred real)"
+    )
+    axes[0].axhline(floor["teacher_fid"], color="C2", ls=":", label="teacher")
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel(f"FID ({features})")
+    axes[1].plot(ratios, [r["final_loss"] for r in rows], marker="o")
+    axes[1].set_ylabel("training loss, last 100 steps")
+    for ax in axes:
+        ax.set_xlabel("channel pruning ratio")
+        ax.grid(alpha=0.3)
+    for r in rows:
+        axes[0].annotate(
+            f"{r['param_share']:.1%}",
+            (r["ratio"], r["fid"]),
+            fontsize=7,
+            textcoords="offset points",
+            xytext=(4, 4),
+        )
+    axes[0].legend(fontsize=7)
+    fig.suptitle(
+        f"capacity floor: students trained from scratch for {rows[0]['steps']} steps "
+        "(labels: share of the teacher's parameters)"
+    )
+    return finish(fig, path)
+
+
+def final_fids(rows: list[dict], path, title: str, reference: float | None = None):
+    """Each objective's final FID, one point per seed with ± 2 standard errors (``rows``: the
+    students of one ratio, as ``liftkd.report.summarise`` makes them)."""
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    seeds = sorted({int(r["seed"]) for r in rows})
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels)), 3.8))
+    for j, seed in enumerate(seeds):
+        mine = {r["label"]: r for r in rows if int(r["seed"]) == seed}
+        xs = [i + (j - (len(seeds) - 1) / 2) * 0.15 for i, lab in enumerate(labels) if lab in mine]
+        ys = [mine[lab]["fid"] for lab in labels if lab in mine]
+        es = [2 * (mine[lab].get("fid_se") or 0.0) for lab in labels if lab in mine]
+        ax.errorbar(xs, ys, yerr=es, fmt="o", capsize=3, label=f"seed {seed}")
+    if reference is not None:
+        ax.axhline(reference, color="C3", ls="--", label="recognisable below")
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("final FID (± 2 SE)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+    return finish(fig, path)

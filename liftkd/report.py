@@ -14,39 +14,31 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from liftkd.claims import convergence, mean_fid
 from liftkd.objectives import label
 from liftkd.runs import load_torch
 from liftkd.sweep.jobs import FINAL_SAMPLES, job_dir
 
 
-def mean_fid(rows: list[dict]) -> tuple[float, float]:
-    """(mean, standard deviation) over seeds; NaN (a diverged seed) makes the mean NaN."""
-    fids = [float(r["fid"]) if r["fid"] is not None else math.nan for r in rows]
-    if not fids:
-        return math.nan, math.nan
-    if any(math.isnan(f) for f in fids):
-        return math.nan, math.nan
-    return statistics.fmean(fids), statistics.stdev(fids) if len(fids) > 1 else 0.0
+def _num(x) -> float:
+    return math.nan if x is None or x == "" else float(x)
 
 
-def convergence(fids: list[float], within: float) -> str:
-    """ "converged" when the last two FIDs are within ``within`` of each other (relative to the
-    last), "diverged" when the last is NaN, else "did not converge"."""
-    if not fids or math.isnan(fids[-1]):
-        return "diverged"
-    if len(fids) < 2 or math.isnan(fids[-2]):
-        return "did not converge"
-    return "converged" if abs(fids[-1] - fids[-2]) <= within * fids[-1] else "did not converge"
-
-
-def summarise(job, profile, evals: list[dict]) -> list[dict]:
-    """One row per objective: final metrics, status, and the FID curve."""
+def summarise(job, profile, evals: list[dict], reference: dict) -> list[dict]:
+    """One row per objective: the final FID (on ``distill.final_samples`` images) with its
+    standard error, the other final metrics, the status by the convergence rule of
+    ``liftkd.claims`` (against the recognisable threshold in ``reference``) and the curves."""
+    cfg = profile.distill
     rows = []
     for spec in job.objectives:
         mine = sorted((r for r in evals if r["objective"] == spec), key=lambda r: r["step"])
         trained = [r for r in mine if r["step"] > 0]
-        fids = [float(r["fid"]) for r in trained]
+        fids = [_num(r["fid"]) for r in trained]
+        ses = [_num(r.get("fid_se")) for r in trained]
         last = trained[-1] if trained else {}
+        status = convergence(
+            fids, ses, reference["recognisable"], cfg.converged_within, cfg.converged_evals
+        )
         rows.append(
             {
                 "job": job.name,
@@ -55,13 +47,16 @@ def summarise(job, profile, evals: list[dict]) -> list[dict]:
                 "seed": job.seed,
                 "objective": spec,
                 "label": label(spec, profile.distill.group_size),
-                "status": convergence(fids, profile.distill.converged_within),
-                "fid": last.get("fid"),
+                "status": status,
+                "fid": _num(last.get("fid_final")),
+                "fid_se": _num(last.get("fid_final_se")),
+                "n_final": int(_num(last.get("n_final")) or 0) if last else 0,
                 "kid": last.get("kid"),
                 "precision": last.get("precision"),
                 "recall": last.get("recall"),
                 "coarse_share": last.get("coarse_share"),
                 "fid_curve": {int(r["step"]): r["fid"] for r in mine},
+                "fid_se_curve": {int(r["step"]): r.get("fid_se") for r in mine},
                 "coarse_share_curve": {int(r["step"]): r["coarse_share"] for r in mine},
                 "params": last.get("params"),
                 "steps": job.train.steps,
@@ -158,6 +153,8 @@ def table(rows: list[dict], group: str = "main") -> list[dict]:
                 "seeds": len(rs),
                 "fid": fid,
                 "fid_sd": fid_sd,
+                "fid_se": avg("fid_se"),
+                "fid_seeds": " / ".join(f"{_num(r['fid']):.1f}" for r in rs),
                 "kid": avg("kid"),
                 "precision": avg("precision"),
                 "recall": avg("recall"),
@@ -171,14 +168,18 @@ def table(rows: list[dict], group: str = "main") -> list[dict]:
 
 
 def pivot(table_rows: list[dict]) -> list[dict]:
-    """The paper's layout: one row per ratio, one FID column per objective (mean ± sd)."""
+    """The paper's layout: one row per ratio, one FID column per objective (mean ± sd over seeds,
+    and the mean standard error of one seed's FID in brackets); * marks a student that did not
+    converge on every seed."""
     out = defaultdict(dict)
     for r in table_rows:
-        cell = f"{r['fid']:.1f}" if not math.isnan(r["fid"]) else "diverged"
+        cell = f"{r['fid']:.3g}" if not math.isnan(r["fid"]) else "diverged"
         if r["seeds"] > 1 and not math.isnan(r["fid"]):
-            cell += f" ± {r['fid_sd']:.1f}"
-        if "did not" in r["status"] or "diverged" in r["status"]:
-            cell += " *"  # not converged by the end (or diverged)
+            cell += f" ± {r['fid_sd']:.2g}"
+        if not math.isnan(r.get("fid_se", math.nan)):
+            cell += f" (SE {r['fid_se']:.2g})"
+        if r["status"] != f"{r['seeds']} converged":
+            cell += " *"  # not converged on every seed (or diverged, or does not generate)
         out[r["ratio"]].update({"pruning": f"{r['ratio']:.0%}", "params": r["params"]})
         out[r["ratio"]][r["objective"]] = cell
     return [out[k] for k in sorted(out)]
@@ -263,3 +264,19 @@ def fid_by_objective(table_rows: list[dict]) -> dict[str, tuple[list, list]]:
         xs.append(r["ratio"])
         ys.append(r["fid"])
     return out
+
+
+def diagnosed(jobs: list[dict], ratio: float, specs: list[str]) -> dict:
+    """``{spec: loss and gradient-term curves}`` of the named objectives at ``ratio``, from the
+    lowest seed's main and ablation jobs (for ``liftkd.plots.gradient_terms``)."""
+    seed = min(int(j["seed"]) for j in jobs)
+    out = {}
+    for job in jobs:
+        if math.isclose(float(job["ratio"]), ratio) and int(job["seed"]) == seed:
+            out.update({s: c for s, c in job["losses"].items() if s in specs})
+    return {s: out[s] for s in specs if s in out}
+
+
+def all_labels(jobs: list[dict]) -> dict[str, str]:
+    """``{spec: label}`` over every job."""
+    return {spec: lab for job in jobs for spec, lab in job["labels"].items()}

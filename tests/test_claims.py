@@ -7,8 +7,9 @@ from liftkd import claims, report
 RATIOS = [0.5, 0.7, 0.9]
 
 
-def _rows(fids: dict[str, list[float]], curves: dict | None = None, shares=None) -> list[dict]:
-    """One seed's rows: fids[objective] = FID at each ratio; the curve flat unless given."""
+def _rows(fids: dict[str, list[float]], curves: dict | None = None, shares=None, se=1.0, seed=0):
+    """One seed's rows: fids[objective] = FID at each ratio, each with standard error ``se``;
+    the curve flat unless given."""
     rows = []
     for obj, per_ratio in fids.items():
         for ratio, fid in zip(RATIOS, per_ratio, strict=True):
@@ -20,8 +21,9 @@ def _rows(fids: dict[str, list[float]], curves: dict | None = None, shares=None)
                     "label": obj,
                     "group": "ablation" if ":" in obj else "main",
                     "ratio": ratio,
-                    "seed": 0,
+                    "seed": seed,
                     "fid": fid,
+                    "fid_se": se,
                     "status": "diverged" if math.isnan(fid) else "converged",
                     "fid_curve": curve,
                     "coarse_share_curve": {0: share[0], 200: share[1]},
@@ -35,18 +37,26 @@ def _rows(fids: dict[str, list[float]], curves: dict | None = None, shares=None)
 BASE = {"outkd": [10, 20, 400], "featkd": [9, 25, 600], "outkd+featkd": [11, 22, 500]}
 
 
-def test_claim3_supported_when_place_is_best_and_not_when_a_baseline_wins():
+def test_claim3_a_baseline_must_win_beyond_noise_on_every_seed_to_refute_it():
+    # SE 1 on both sides: the margin is 2 * sqrt(2) = 2.83
     good = _rows({**BASE, "lift+place": [9.1, 19, 100], "lift": [9.5, 21, 150]})
     assert claims.claim3(good, RATIOS)["verdict"] == "supported"
-    bad = _rows({**BASE, "lift+place": [12, 19, 100], "lift": [9.5, 21, 150]})
-    c = claims.claim3(bad, RATIOS)
-    assert c["verdict"] == "not supported" and "50%" in c["why"]
+    inside = _rows({**BASE, "lift+place": [11.8, 19, 100]})  # FeatKD 9: 2.8 ahead
+    assert claims.claim3(inside, RATIOS)["verdict"] == "supported"
+    beyond = _rows({**BASE, "lift+place": [11.9, 19, 100]})  # 2.9 ahead
+    c = claims.claim3(beyond, RATIOS)
+    assert c["verdict"] == "not supported" and "featkd at 50%" in c["why"]
+    # behind beyond the noise on seed 0 but not on seed 1: within noise
+    other_seed = _rows({**BASE, "lift+place": [10.5, 19, 100]}, seed=1)
+    assert claims.claim3(beyond + other_seed, RATIOS)["verdict"] == "supported"
 
 
 def test_claim1_sharp_degradation_rule():
     assert claims.claim1(_rows(BASE), RATIOS)["verdict"] == "supported"
     flat = {k: [v[0], v[0], v[0] * 1.2] for k, v in BASE.items()}
     assert claims.claim1(_rows(flat), RATIOS)["verdict"] == "not supported"
+    one = [r for r in _rows(BASE) if r["ratio"] == 0.9]
+    assert claims.claim1(one, [0.9])["verdict"] == "inconclusive"
 
 
 def test_claim4_needs_a_contrast_at_the_highest_ratio():
@@ -54,11 +64,19 @@ def test_claim4_needs_a_contrast_at_the_highest_ratio():
     assert claims.claim4(_rows(fids), RATIOS)["verdict"] == "not supported"  # all stable
     wobbly = {("outkd", 0.9): {0: 5000.0, 100: 300.0, 200: 900.0}}
     assert claims.claim4(_rows(fids, wobbly), RATIOS)["verdict"] == "supported"
-    still_falling = {("lift+place", 0.9): {0: 5000.0, 100: 300.0, 200: 100.0}}
-    rows = _rows(fids, still_falling)
+    rows = _rows(fids)
+    for r in rows:
+        if r["objective"] == "outkd" and r["ratio"] == 0.9:
+            r["status"] = "still changing"
+    assert claims.claim4(rows, RATIOS)["verdict"] == "supported"
     for r in rows:
         if r["objective"] == "lift+place" and r["ratio"] == 0.9:
-            r["status"] = "did not converge"
+            r["status"] = "still changing"
+    c = claims.claim4(rows, RATIOS)
+    assert c["verdict"] == "not supported" and "did not converge" in c["why"]
+    for r in rows:
+        if r["objective"] == "outkd" and r["ratio"] == 0.9:
+            r["status"] = "converged"
     assert claims.claim4(rows, RATIOS)["verdict"] == "inconclusive"
 
 
@@ -69,6 +87,11 @@ def test_claim5_place_and_adaptive_weight():
         "lift": [10, 21, 150],
         "lift+place:schedule=none": [math.nan, math.nan, 130],
     }
+    rows = [r for r in _rows(fids) if not math.isnan(r["fid"]) or ":" not in r["objective"]]
+    # LIFT+PLACE 9 vs LIFT 10 at 50% is within noise: PLACE's effect is mixed over ratios
+    c = claims.claim5(rows, RATIOS, 0.9, 16)
+    assert c["verdict"] == "inconclusive" and "within noise" in c["why"]
+    fids["lift"] = [12, 22, 150]
     rows = [r for r in _rows(fids) if not math.isnan(r["fid"]) or ":" not in r["objective"]]
     assert claims.claim5(rows, RATIOS, 0.9, 16)["verdict"] == "supported"
     fids["lift"] = [8, 15, 90]
@@ -88,11 +111,47 @@ def test_claim2_parts():
     assert c["verdict"] == "not supported" and "grows with the ratio" in c["why"]
 
 
-def test_same_fid_within_tolerance_or_seed_spread():
-    assert claims.compare((100.0, 0.0), (104.0, 0.0)) == 0
-    assert claims.compare((100.0, 0.0), (120.0, 0.0)) == -1
-    assert claims.compare((100.0, 15.0), (120.0, 10.0)) == 0  # within the seeds' spread
-    assert claims.compare((math.nan, 0.0), (120.0, 0.0)) == 1
+def _seed(fid, se, seed=0):
+    return {"seed": seed, "fid": fid, "fid_se": se}
+
+
+def test_a_win_needs_twice_the_combined_standard_error_on_every_seed():
+    # SE 1 and 1: margin 2 * sqrt(2) = 2.83
+    assert claims.compare([_seed(100.0, 1.0)], [_seed(102.8, 1.0)]) == 0
+    assert claims.compare([_seed(100.0, 1.0)], [_seed(102.9, 1.0)]) == -1
+    assert claims.compare([_seed(102.9, 1.0)], [_seed(100.0, 1.0)]) == 1
+    # two seeds: a win on both is a win; a win on one only is not
+    a = [_seed(100.0, 1.0, 0), _seed(100.0, 1.0, 1)]
+    assert claims.compare(a, [_seed(103.0, 1.0, 0), _seed(103.0, 1.0, 1)]) == -1
+    assert claims.compare(a, [_seed(103.0, 1.0, 0), _seed(101.0, 1.0, 1)]) == 0
+    # a diverged seed loses
+    assert claims.compare([_seed(math.nan, 0.0)], [_seed(120.0, 1.0)]) == 1
+    assert claims.compare([_seed(math.nan, 0.0)], [_seed(math.nan, 0.0)]) == 0
+
+
+def test_convergence_rule_on_each_side_of_its_thresholds():
+    conv = claims.convergence
+    small = [0.1, 0.1, 0.1, 0.1]
+    # recognisable: last FID below the threshold (100)
+    assert conv([100.0, 100.0, 100.0, 100.0], small, 100.0) == "does not generate"
+    assert conv([99.9, 99.9, 99.9, 99.9], small, 100.0) == "converged"
+    # last three within max(2 combined SE, 5% of the last = 2.0)
+    assert conv([80.0, 40.0, 41.9, 40.0], small, 100.0) == "converged"  # the 80 is 4th last
+    assert conv([80.0, 40.0, 42.1, 40.0], small, 100.0) == "still changing"
+    assert conv([80.0, 42.1, 40.0, 40.0], small, 100.0) == "still changing"  # third from last
+    # large SEs widen the band: 2 * sqrt(1^2 + 1^2) = 2.83
+    assert conv([80.0, 40.0, 42.8, 40.0], [1.0] * 4, 100.0) == "converged"
+    assert conv([80.0, 40.0, 42.9, 40.0], [1.0] * 4, 100.0) == "still changing"
+    assert conv([41.0, 40.0], [0.1, 0.1], 100.0) == "too few evaluations"
+    assert conv([40.0, math.nan], small[:2], 100.0) == "diverged"
+    assert conv([math.nan, 40.0, 40.0, 40.0], small, 100.0) == "converged"  # NaN 4th last
+    assert conv([40.0, math.nan, 40.0, 40.0], small, 100.0) == "still changing"
+    assert conv([], [], 100.0) == "diverged"
+
+
+def test_recognisable_threshold_is_the_blurred_images_fid():
+    points = {"uniform_noise": {"fid": 9000.0}, "blurred_holdout": {"fid": 1776.0}}
+    assert claims.recognisable_threshold(points) == 1776.0
 
 
 def test_claims_markdown_and_table_over_seeds():
@@ -101,13 +160,16 @@ def test_claims_markdown_and_table_over_seeds():
     table = report.table(rows + second, "main")
     cell = next(t for t in table if t["objective"] == "outkd" and t["ratio"] == 0.5)
     assert cell["seeds"] == 2 and math.isclose(cell["fid"], 10.5)
-    assert cell["fid_sd"] > 0
+    assert cell["fid_sd"] > 0 and cell["fid_se"] == 1.0
+    assert report.pivot(table)[0]["outkd"] == "10.5 ± 0.71 (SE 1)"
     text = claims.claims_markdown(claims.check_claims(rows, RATIOS, 0.9, 16))
     assert text.count("\n| ") == 8  # header and seven claims
 
 
 def test_no_verdict_on_stability_when_nobody_generates():
-    fids = {**BASE, "lift+place": [9, 19, 100]}
-    c = claims.claim4(_rows(fids), RATIOS, teacher_fid=2.0)  # every FID at 90% > 20 x 2
-    assert c["verdict"] == "inconclusive" and "learnt" in c["why"]
-    assert claims.claim4(_rows(fids), RATIOS, teacher_fid=50.0)["verdict"] == "not supported"
+    rows = _rows({**BASE, "lift+place": [9, 19, 100]})
+    for r in rows:
+        if r["ratio"] == 0.9:
+            r["status"] = "does not generate"
+    c = claims.claim4(rows, RATIOS)
+    assert c["verdict"] == "inconclusive" and "generates" in c["why"]

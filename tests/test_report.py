@@ -152,6 +152,10 @@ def test_a_jobs_summary_row_per_objective():
             "objective": o,
             "step": s,
             "fid": f,
+            "fid_se": 0.5,
+            "fid_final": f - 1 if s == job.eval_steps[-1] else None,
+            "fid_final_se": 0.25 if s == job.eval_steps[-1] else None,
+            "n_final": 120 if s == job.eval_steps[-1] else 0,
             "kid": 0.1,
             "precision": 0.5,
             "recall": 0.5,
@@ -161,9 +165,15 @@ def test_a_jobs_summary_row_per_objective():
         for o, curve in {"outkd": [900.0, 50.0, 48.0], "lift+place": [900.0, 80.0, 40.0]}.items()
         for s, f in zip([0, *job.eval_steps], curve, strict=False)
     ]
-    rows = {r["objective"]: r for r in report.summarise(job, profile, evals)}
-    assert rows["outkd"]["status"] == "converged" and rows["outkd"]["fid"] == 48.0
-    assert rows["lift+place"]["status"] == "did not converge"
+    ref = {"recognisable": 100.0}
+    rows = {r["objective"]: r for r in report.summarise(job, profile, evals, ref)}
+    # the smoke profile judges the last two of its two evaluations: 50 -> 48 is within 5%
+    assert rows["outkd"]["status"] == "converged" and rows["outkd"]["fid"] == 47.0
+    assert rows["outkd"]["fid_se"] == 0.25 and rows["outkd"]["n_final"] == 120
+    assert rows["lift+place"]["status"] == "still changing"
+    assert report.summarise(job, profile, evals, {"recognisable": 45.0})[0]["status"] == (
+        "does not generate"
+    )
     assert rows["lift+place"]["label"] == "LIFT+PLACE (K=4)"  # the smoke profile's K
     assert rows["outkd"]["fid_curve"] == {0: 900.0, 10: 50.0, 20: 48.0}
 

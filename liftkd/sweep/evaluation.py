@@ -1,9 +1,11 @@
 """A sweep job's students measured over training, and the scale they are read against.
 
 ``evaluate_job`` scores every student of a job at step 0 (the pruned student) and at every
-evaluation step (FID, KID, precision, recall and the probe's coarse share of the KD error),
-appending to ``evals.csv`` one row at a time, so that an interrupted job re-measures nothing;
-the last step's samples are kept for the figures. ``reference`` caches the teacher's and the
+evaluation step (FID with its standard error, KID, precision, recall and the probe's coarse share
+of the KD error), appending to ``evals.csv`` one row at a time, so that an interrupted job
+re-measures nothing. Every step is scored on ``distill.eval_samples`` images (the curve); the last
+step also on ``distill.final_samples`` (the final FID, whose first images are the curve's). The
+last step's samples are kept for the figures. ``reference`` caches the teacher's and the
 floor's scores under the sweep's evaluation settings, shared by every job of a run (under a
 file lock: two jobs of ``make -j2`` may ask at once).
 """
@@ -14,17 +16,19 @@ import dataclasses
 import json
 import math
 import os
+import statistics
 import time
 from pathlib import Path
 
 import torch
 
 from liftkd.analysis import decomposition_over_timesteps
+from liftkd.claims import recognisable_threshold
 from liftkd.config import Profile
 from liftkd.data import load_splits, to_model_range
 from liftkd.diffusion import noise_scheduler
 from liftkd.distill import KDGroup, KDModule
-from liftkd.evaluation import features_label, floor, sample, score
+from liftkd.evaluation import features_label, floor, reference_points, sample, score
 from liftkd.metrics import count_parameters
 from liftkd.runs import append_row, load_torch, locked, read_rows, save_torch
 from liftkd.sweep.jobs import EVALS, FINAL_SAMPLES, REFERENCE, Job, job_dir, sweep_dir
@@ -39,6 +43,18 @@ def eval_profile(profile: Profile) -> Profile:
         profile.sampling, n_samples=cfg.eval_samples, num_inference_steps=cfg.eval_ddim_steps
     )
     return dataclasses.replace(profile, sampling=sampling)
+
+
+def fid_with_se(profile: Profile, run_dir: str | Path, images: torch.Tensor, parts: int) -> dict:
+    """The scores of ``images`` (FID, KID, precision, recall) and ``fid_se``, the standard error
+    of their FID: the images split into ``parts`` equal parts, each scored alone; the spread of the
+    parts' FIDs over sqrt(parts) estimates the sampling error of the FID of all of them (variance
+    falls as 1/n; the reference set is fixed and shared by every score)."""
+    out = {k: v for k, v in score(profile, run_dir, images).items() if k != "kid_std"}
+    size = len(images) // parts
+    fids = [score(profile, run_dir, images[i * size : (i + 1) * size])["fid"] for i in range(parts)]
+    out["fid_se"] = statistics.stdev(fids) / math.sqrt(parts)
+    return out
 
 
 def probe_shares(student, teacher, images, profile: Profile) -> dict:
@@ -79,9 +95,14 @@ def evaluate_job(
     )
     students, objectives = build_group(job, profile, teacher, student)
     group = KDGroup({s: KDModule(students[s], objectives[s]) for s in job.objectives})
-    columns = ["objective", "step", "diverged", "fid", "kid", "precision", "recall"]
+    cfg = profile.distill
+    columns = ["objective", "step", "diverged", "fid", "fid_se", "kid", "precision", "recall"]
+    columns += ["fid_final", "fid_final_se", "n_final"]
     columns += [f"coarse_share_t{t}" for t in profile.distill.probe_timesteps]
     columns += ["coarse_share", "kd_error", "params", "seconds"]
+    nan_scores = dict.fromkeys(
+        ["fid", "fid_se", "kid", "precision", "recall", "fid_final", "fid_final_se"], math.nan
+    )
     final_samples = d / FINAL_SAMPLES
     kept = load_torch(final_samples, "a job's final samples") if final_samples.exists() else {}
     pruned_row = None
@@ -103,19 +124,27 @@ def evaluate_job(
             t0 = time.perf_counter()
             diverged = int(group.diverged_at[i]) if step else -1
             row = {"objective": spec, "step": step, "diverged": diverged >= 0 and diverged < step}
+            final = step == job.eval_steps[-1]
             if row["diverged"]:
-                row.update(fid=math.nan, kid=math.nan, precision=math.nan, recall=math.nan)
+                row.update(nan_scores, n_final=0)
             elif step == 0 and pruned_row is not None:
                 row.update(pruned_row)  # every objective starts from the same pruned student
             else:
                 s = (group.member(spec).student if step else student).eval()
-                images = sample(s, ev, progress=False)
-                row.update({k: v for k, v in score(ev, run_dir, images).items() if k != "kid_std"})
+                n = max(cfg.eval_samples, cfg.final_samples) if final else cfg.eval_samples
+                images = sample(s, ev, n=n, progress=False)
+                curve = images[: cfg.eval_samples]  # image i comes from seed + i: same as before
+                row.update(fid_with_se(ev, run_dir, curve, cfg.fid_parts))
+                if final:
+                    whole = fid_with_se(ev, run_dir, images, cfg.fid_parts)
+                    row.update(fid_final=whole["fid"], fid_final_se=whole["fid_se"], n_final=n)
+                else:
+                    row.update(fid_final=math.nan, fid_final_se=math.nan, n_final=0)
                 row.update(probe_shares(s, teacher, probe_images, profile))
                 row["params"] = count_parameters(s)
                 if step == 0:
                     pruned_row = {k: v for k, v in row.items() if k not in ("objective",)}
-                if step == job.eval_steps[-1]:
+                if final:
                     kept[spec] = images[:100]
                     save_torch(kept, final_samples)
             row["seconds"] = round(time.perf_counter() - t0, 1)
@@ -126,17 +155,27 @@ def evaluate_job(
 
 
 def reference(profile: Profile, run_dir: str | Path, teacher, progress: bool = True) -> dict:
-    """The teacher and the real-vs-real floor under the sweep's evaluation settings (cached)."""
+    """The teacher, the real-vs-real floor and the recognisable threshold (the blurred held-out
+    images' FID, ``liftkd.claims.recognisable_threshold``) under the sweep's evaluation settings
+    (cached). The teacher is also scored on ``distill.final_samples`` images, beside the students'
+    final FIDs."""
+
     path = sweep_dir(run_dir) / REFERENCE
     with locked(path):
         if path.exists():
             return json.loads(path.read_text())
         ev = eval_profile(profile)
-        images = sample(teacher, ev, progress=progress)
+        cfg = profile.distill
+        images = sample(teacher, ev, n=max(cfg.eval_samples, cfg.final_samples), progress=progress)
+        points = reference_points(ev, run_dir)
         out = {
-            "teacher": score(ev, run_dir, images),
+            "teacher": score(ev, run_dir, images[: cfg.eval_samples]),
+            "teacher_final": fid_with_se(ev, run_dir, images, cfg.fid_parts),
             "floor": floor(ev, run_dir, ev.sampling.n_samples),
+            "recognisable": recognisable_threshold(points),
+            "reference_points": {k: v["fid"] for k, v in points.items()},
             "n_samples": ev.sampling.n_samples,
+            "final_samples": len(images),
             "features": features_label(profile, run_dir),
             "ddim_steps": ev.sampling.num_inference_steps,
         }
