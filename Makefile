@@ -42,7 +42,7 @@ help: ## list the targets, target patterns and variables
 	@echo "liftkd: LIFT and PLACE reproduced. Targets:"
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "Target patterns:"
-	@echo "  make distill-<job>                  one KD job of the sweep (names: make list-sweep), e.g. make distill-main_r0.9_s0"
+	@echo "  make distill-<job>                  one KD job of the sweep (names: make list-sweep), e.g. make distill-main_r0.8_s0"
 	@echo "  make $(RUN_DIR)/<notebook>.ipynb    one notebook of the run, e.g. make $(RUN_DIR)/01_teacher.ipynb"
 	@echo "Variables (value now):"
 	@echo "  PROFILE=$(PROFILE)      smoke | cpu | gpu"
@@ -79,7 +79,7 @@ sweep: settings ## the KD jobs of notebook 04 (make -j2 sweep: two at once; SEED
 list-sweep: $(STAMP) ## the sweep's jobs for PROFILE and SEEDS, one per line
 	@printf '%s\n' $(SWEEP)
 
-# one KD job, e.g. make distill-main_r0.9_s0; done when its results.json exists
+# one KD job, e.g. make distill-main_r0.8_s0; done when its results.json exists
 distill-%: $(RUN_DIR)/distill/%/results.json
 	@:
 

@@ -471,12 +471,18 @@ def claims_markdown(claims: list[dict], header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ratio(capacity: dict) -> str:
+    r = capacity.get("highest_generating")
+    return "none" if r is None else f"{r:.0%}"
+
+
 PAPER_AGGRESSIVE_SHARE = 0.016  # the paper's 90% student keeps 1.6% of its 78.7M teacher
 
 
-def header(profile, jobs: list[dict], rows: list[dict]) -> str:
+def header(profile, jobs: list[dict], rows: list[dict], capacity: dict | None = None) -> str:
     """The line above the claims table: the setting, the scale (teacher, floor, recognisable
-    threshold), the aggressive ratio's size beside the paper's, the seeds and the commit."""
+    threshold), the aggressive ratio's size beside the paper's, the capacity floor (notebook 02's
+    ``capacity_floor``, when given), the seeds and the commit."""
     ref = jobs[0]["reference"]
     d, res = profile.distill, profile.data.resolution
     steps = ", ".join(f"{r:.0%}: {s}" for r, s in zip(d.ratios, d.steps, strict=True))
@@ -491,6 +497,15 @@ def header(profile, jobs: list[dict], rows: list[dict]) -> str:
             f"teacher's (the paper's 90% student: {PAPER_AGGRESSIVE_SHARE:.1%}). "
         )
     recog = ref.get("recognisable")
+    if capacity:
+        size += (
+            f"Trained from scratch for {capacity['rows'][0].get('steps', '?')} steps (notebook 02), "
+            + ", ".join(
+                f"{r['ratio']:.0%}: FID {r['fid']:.3g}{'' if r['generates'] else ' (no images)'}"
+                for r in capacity["rows"]
+            )
+            + f"; the highest ratio that learns to generate: {_ratio(capacity)}. "
+        )
     return (
         f"Profile `{profile.name}`: {profile.data.name} at {res}x{res}, "
         f"teacher FID {ref['teacher']['fid']:.2f}, real-vs-real floor {ref['floor']['fid']:.2f}"

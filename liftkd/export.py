@@ -13,11 +13,11 @@
 ``load_pipeline(folder)`` rebuilds the student and returns a diffusers ``DDIMPipeline``::
 
     from liftkd.export import load_pipeline
-    pipe = load_pipeline("exported/lift+place_r0.9")
+    pipe = load_pipeline("exported/lift+place_r0.8")
     images = pipe(batch_size=16, num_inference_steps=50).images
 
-From a finished sweep job: ``python -m liftkd.export --run-dir runs/cpu --job main_r0.9_s0
---objective lift+place --out exported/lift+place_r0.9`` (the EMA weights at the job's last step).
+From a finished sweep job: ``python -m liftkd.export --run-dir runs/cpu --job main_r0.8_s0
+--objective lift+place --out exported/lift+place_r0.8`` (the EMA weights at the job's last step).
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         description="Export one trained student of a sweep job as a folder diffusers loads.",
     )
     p.add_argument("--run-dir", required=True, help="the run folder, e.g. runs/cpu")
-    p.add_argument("--job", required=True, help="a finished job, e.g. main_r0.9_s0")
+    p.add_argument("--job", required=True, help="a finished job, e.g. main_r0.8_s0")
     p.add_argument(
         "--objective", required=True, help="the student's objective spec, e.g. lift+place"
     )

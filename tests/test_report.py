@@ -142,6 +142,21 @@ def test_claims_header_names_the_setting_and_the_commit():
     assert "KD steps 50%: 20, 90%: 20" in text and "seeds [0, 1]" in text
     assert "Commit 6f14786cc5." in text
     assert "Commit ?." in claims.header(profile, [{"reference": ref, "meta": {}}], [])
+    # the aggressive ratio's size beside the paper's, and the capacity floor
+    found[0].update(teacher_params=1000, reference={**ref, "recognisable": 50.0})
+    rows = [{"seed": 0, "ratio": 0.9, "params": 16}, {"seed": 0, "ratio": 0.5, "params": 250}]
+    floor = {
+        "rows": [
+            {"ratio": 0.5, "fid": 12.0, "generates": True, "steps": 10},
+            {"ratio": 0.9, "fid": 900.0, "generates": False, "steps": 10},
+        ],
+        "highest_generating": 0.5,
+    }
+    text = claims.header(profile, found, rows, floor)
+    assert "recognisable below 50" in text
+    assert "90% leaves 16 parameters, 1.6% of the teacher's (the paper's 90% student: 1.6%)" in text
+    assert "50%: FID 12, 90%: FID 900 (no images)" in text
+    assert "the highest ratio that learns to generate: 50%" in text
 
 
 def test_a_jobs_summary_row_per_objective():

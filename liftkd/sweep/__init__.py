@@ -1,6 +1,6 @@
 """The KD sweep: one job trains the students of a (ratio, seed) side by side, then measures them.
 
-- ``liftkd.sweep.jobs``: the jobs of a profile and their names (``main_r0.9_s0``);
+- ``liftkd.sweep.jobs``: the jobs of a profile and their names (``main_r0.8_s0``);
 - ``liftkd.sweep.training``: a job's students and objectives, trained side by side, resumable;
 - ``liftkd.sweep.evaluation.evaluate_job``: every student scored at every evaluation step, cached in
   ``evals.csv`` one row at a time; ``liftkd.report``: the job's summary rows;

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     ls.add_argument("--seeds", type=int, nargs="*", help="training seeds (default: the profile's)")
     tr.add_argument("--run-dir", required=True, help="the run folder (teacher, students, jobs)")
-    tr.add_argument("--job", required=True, help="a job name, e.g. main_r0.9_s0")
+    tr.add_argument("--job", required=True, help="a job name, e.g. main_r0.8_s0")
     args = p.parse_args(argv)
     profile = get_profile(args.profile, **parse_overrides(args.overrides))
     if args.cmd == "list":
