@@ -21,7 +21,13 @@ from liftkd import feature_extractor as fx
 from liftkd.config import Profile
 from liftkd.data import ImageSet, load_splits
 from liftkd.diffusion import noise_scheduler
-from liftkd.metrics import count_parameters, fidelity, latency_per_image, macs_per_image
+from liftkd.metrics import (
+    count_parameters,
+    fid_of_parts,
+    fidelity,
+    latency_per_image,
+    macs_per_image,
+)
 from liftkd.runs import load_torch
 from liftkd.sampling import EpsFn, ddim_sample, unet_eps
 
@@ -83,14 +89,33 @@ def get_feature_extractor(profile: Profile, run_dir: str | Path, progress: bool 
 
 
 def score(
-    profile: Profile, run_dir: str | Path, images: torch.Tensor, reference: ImageSet | None = None
+    profile: Profile,
+    run_dir: str | Path,
+    images: torch.Tensor,
+    reference: ImageSet | None = None,
+    fid_only: bool = False,
 ) -> dict:
-    """FID, KID, precision and recall of uint8 ``images`` against the training split."""
+    """FID, KID, precision and recall of uint8 ``images`` against the training split (FID
+    alone with ``fid_only``)."""
     if reference is None:
         reference, _ = load_splits(profile.data)
     if profile.feature_extractor == "inception":
-        return fidelity(images, reference.images, "inception", profile.inception_weights)
-    return fidelity(images, reference.images, "offline", classifier_path(run_dir))
+        return fidelity(
+            images, reference.images, "inception", profile.inception_weights, fid_only=fid_only
+        )
+    return fidelity(
+        images, reference.images, "offline", classifier_path(run_dir), fid_only=fid_only
+    )
+
+
+def fid_parts(
+    profile: Profile, run_dir: str | Path, images: torch.Tensor, parts: int
+) -> list[float]:
+    """The FID of each of ``parts`` equal slices of ``images`` against the training split."""
+    reference, _ = load_splits(profile.data)
+    if profile.feature_extractor == "inception":
+        return fid_of_parts(images, reference.images, parts, "inception", profile.inception_weights)
+    return fid_of_parts(images, reference.images, parts, "offline", classifier_path(run_dir))
 
 
 def floor(profile: Profile, run_dir: str | Path, n: int | None = None) -> dict:

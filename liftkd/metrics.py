@@ -36,6 +36,31 @@ class _TensorImages(Dataset):
         return self.images[i]
 
 
+def _extractor_kwargs(extractor: str, weights_path: str | Path | None) -> tuple[dict, int | None]:
+    """torch-fidelity's keyword arguments naming the extractor, and the channels it needs."""
+    from liftkd import feature_extractor
+
+    if extractor == "offline":
+        if weights_path is None:
+            raise ValueError("extractor='offline' needs weights_path, the extractor's file")
+        return {
+            "feature_extractor": feature_extractor.ensure_registered(),
+            "feature_extractor_weights_path": str(weights_path),
+        }, None
+    if extractor == "inception":
+        kwargs: dict = {"feature_extractor": "inception-v3-compat"}
+        if weights_path is not None:
+            if not Path(weights_path).is_file():
+                raise FileNotFoundError(
+                    f"inception_weights {weights_path} is not a file: copy torch-fidelity's "
+                    "weights-inception-2015-12-05-6726825d.pth there (any machine with internet "
+                    "downloads it on first use), or leave inception_weights unset to download"
+                )
+            kwargs["feature_extractor_weights_path"] = str(weights_path)
+        return kwargs, 3
+    raise ValueError(f"unknown extractor {extractor!r}; choose 'offline' or 'inception'")
+
+
 def fidelity(
     generated: torch.Tensor,
     reference: torch.Tensor,
@@ -52,12 +77,13 @@ def fidelity(
     """
     import torch_fidelity
 
-    from liftkd import feature_extractor
-
     n = min(len(generated), len(reference))
     if n < 2:
         raise ValueError("fidelity needs at least 2 images on each side")
-    kwargs: dict = dict(
+    named, channels = _extractor_kwargs(extractor, weights_path)
+    m = torch_fidelity.calculate_metrics(
+        input1=_TensorImages(generated, channels),
+        input2=_TensorImages(reference, channels),
         fid=True,
         kid=True,
         prc=True,
@@ -68,32 +94,7 @@ def fidelity(
         save_cpu_ram=True,
         cache=False,
         verbose=False,
-    )
-    if extractor == "offline":
-        if weights_path is None:
-            raise ValueError("extractor='offline' needs weights_path, the extractor's file")
-        kwargs.update(
-            feature_extractor=feature_extractor.ensure_registered(),
-            feature_extractor_weights_path=str(weights_path),
-        )
-        channels = None
-    elif extractor == "inception":
-        kwargs.update(feature_extractor="inception-v3-compat")
-        if weights_path is not None:
-            if not Path(weights_path).is_file():
-                raise FileNotFoundError(
-                    f"inception_weights {weights_path} is not a file: copy torch-fidelity's "
-                    "weights-inception-2015-12-05-6726825d.pth there (any machine with internet "
-                    "downloads it on first use), or leave inception_weights unset to download"
-                )
-            kwargs.update(feature_extractor_weights_path=str(weights_path))
-        channels = 3
-    else:
-        raise ValueError(f"unknown extractor {extractor!r}; choose 'offline' or 'inception'")
-    m = torch_fidelity.calculate_metrics(
-        input1=_TensorImages(generated, channels),
-        input2=_TensorImages(reference, channels),
-        **kwargs,
+        **named,
     )
     return {
         "fid": float(m["frechet_inception_distance"]),
@@ -102,6 +103,55 @@ def fidelity(
         "precision": float(m["precision"]),
         "recall": float(m["recall"]),
     }
+
+
+_REFERENCE_STATS: dict[tuple, dict] = {}  # FID statistics of reference sets, per process
+
+
+def fid_of_parts(
+    generated: torch.Tensor,
+    reference: torch.Tensor,
+    parts: int,
+    extractor: str = "offline",
+    weights_path: str | Path | None = None,
+    batch_size: int = 500,
+) -> list[float]:
+    """The FID of each of ``parts`` equal slices of ``generated`` against ``reference``, as
+    ``fidelity`` computes it, with the features of each set extracted once (the reference's
+    statistics are kept for the process: every part, and every later call, reuses them)."""
+    import hashlib
+
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.utils import (
+        create_feature_extractor,
+        get_featuresdict_from_dataset,
+        resolve_feature_layer_for_metric,
+    )
+
+    size = len(generated) // parts
+    if size < 2:
+        raise ValueError(f"{len(generated)} images make parts of fewer than 2: use fewer parts")
+    named, channels = _extractor_kwargs(extractor, weights_path)
+    layer = resolve_feature_layer_for_metric("fid", **named)
+    cuda = torch.cuda.is_available()
+    net = create_feature_extractor(named["feature_extractor"], [layer], cuda=cuda, **named)
+
+    def features(images: torch.Tensor) -> torch.Tensor:
+        data = _TensorImages(images, channels)
+        return get_featuresdict_from_dataset(data, net, batch_size, cuda, True, False)[layer]
+
+    stamp = Path(weights_path).stat().st_mtime_ns if weights_path else None  # a retrained file
+    key = (extractor, str(weights_path), stamp, hashlib.sha1(reference.numpy().tobytes()).digest())
+    if key not in _REFERENCE_STATS:
+        _REFERENCE_STATS[key] = fid_features_to_statistics(features(reference))
+    ref = _REFERENCE_STATS[key]
+    mine = features(generated)
+    return [
+        fid_statistics_to_metric(
+            fid_features_to_statistics(mine[i * size : (i + 1) * size]), ref, False
+        )["frechet_inception_distance"]
+        for i in range(parts)
+    ]
 
 
 def count_parameters(model: torch.nn.Module) -> int:

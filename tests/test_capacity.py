@@ -29,11 +29,16 @@ def test_from_scratch_keeps_the_shapes_and_draws_new_weights():
 
 
 def test_fid_standard_error_from_the_parts(monkeypatch):
-    # a stand-in score whose "FID" is the mean pixel value: the parts are known in advance
+    # stand-ins whose "FID" of a set is its mean pixel value: the parts are known in advance
     def fake_score(profile, run_dir, images, reference=None):
         return {"fid": float(images.float().mean()), "kid": 0.0, "kid_std": 0.0}
 
+    def fake_parts(profile, run_dir, images, parts):
+        size = len(images) // parts
+        return [float(images[i * size : (i + 1) * size].float().mean()) for i in range(parts)]
+
     monkeypatch.setattr(sweep_evaluation, "score", fake_score)
+    monkeypatch.setattr(sweep_evaluation, "fid_parts", fake_parts)
     images = torch.cat([torch.full((3, 1, 2, 2), v, dtype=torch.uint8) for v in (10, 20, 40, 50)])
     out = sweep_evaluation.fid_with_se(None, None, images, parts=4)
     assert out["fid"] == 30.0 and "kid_std" not in out

@@ -28,7 +28,7 @@ from liftkd.config import Profile
 from liftkd.data import load_splits, to_model_range
 from liftkd.diffusion import noise_scheduler
 from liftkd.distill import KDGroup, KDModule
-from liftkd.evaluation import features_label, floor, reference_points, sample, score
+from liftkd.evaluation import features_label, fid_parts, floor, reference_points, sample, score
 from liftkd.metrics import count_parameters
 from liftkd.runs import append_row, load_torch, locked, read_rows, save_torch
 from liftkd.sweep.jobs import EVALS, FINAL_SAMPLES, REFERENCE, Job, job_dir, sweep_dir
@@ -51,9 +51,7 @@ def fid_with_se(profile: Profile, run_dir: str | Path, images: torch.Tensor, par
     parts' FIDs over sqrt(parts) estimates the sampling error of the FID of all of them (variance
     falls as 1/n; the reference set is fixed and shared by every score)."""
     out = {k: v for k, v in score(profile, run_dir, images).items() if k != "kid_std"}
-    size = len(images) // parts
-    fids = [score(profile, run_dir, images[i * size : (i + 1) * size])["fid"] for i in range(parts)]
-    out["fid_se"] = statistics.stdev(fids) / math.sqrt(parts)
+    out["fid_se"] = statistics.stdev(fid_parts(profile, run_dir, images, parts)) / math.sqrt(parts)
     return out
 
 
