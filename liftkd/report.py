@@ -17,7 +17,7 @@ from pathlib import Path
 from liftkd.claims import convergence, mean_fid
 from liftkd.objectives import label
 from liftkd.runs import load_torch
-from liftkd.sweep.jobs import FINAL_SAMPLES, job_dir
+from liftkd.sweep.jobs import FINAL_SAMPLES, job_dir, plan
 
 
 def _num(x) -> float:
@@ -103,15 +103,24 @@ def final_samples(run_dir: str | Path, job_name: str, labels: dict[str, str], n:
     return {lab: kept[spec][:n] for spec, lab in labels.items() if spec in kept}
 
 
-def load_jobs(folder: str | Path, profile_name: str | None = None) -> list[dict]:
-    """Every job result in ``folder`` (its ``results`` with ``meta`` beside), sorted by name."""
+def load_jobs(folder: str | Path, profile=None) -> list[dict]:
+    """Every job result in ``folder`` (its ``results`` with ``meta`` beside), sorted by name.
+    With ``profile``, only the results of that profile's sweep: its name, and a (group, ratio)
+    that its plan trains (any seed), so that files of an earlier plan left in the folder are not
+    mixed in."""
+    wanted = None
+    if profile is not None:
+        wanted = {(j.group, float(j.ratio)) for j in plan(profile)}
     jobs = []
     for path in sorted(Path(folder).glob("*.json")):
         blob = json.loads(path.read_text())
         res = blob.get("results", {})
         if "rows" not in res:
             continue
-        if profile_name and blob.get("meta", {}).get("profile", {}).get("name") != profile_name:
+        if profile is not None and (
+            blob.get("meta", {}).get("profile", {}).get("name") != profile.name
+            or (res.get("group"), float(res.get("ratio", -1))) not in wanted
+        ):
             continue
         jobs.append({**res, "meta": blob.get("meta", {})})
     if not jobs:

@@ -1,5 +1,6 @@
 """The summaries and tables that notebooks 02-05 show, computed by the package from saved rows."""
 
+import json
 import math
 
 import pytest
@@ -207,3 +208,27 @@ def test_teacher_summary_and_samples(tmp_path):
         teacher.load_samples(tmp_path)
     teacher.save_samples(torch.arange(6, dtype=torch.uint8).view(6, 1, 1, 1), tmp_path)
     assert teacher.load_samples(tmp_path, 4).flatten().tolist() == [0, 1, 2, 3]
+
+
+def test_load_jobs_reads_only_the_profiles_sweep(tmp_path):
+    """Files of an earlier plan (another ratio), or of another profile, are left out."""
+    profile = get_profile("smoke")  # main at 0.5 and 0.9, ablations at 0.9
+
+    def write(name, group, ratio, profile_name="smoke"):
+        blob = {
+            "results": {"job": name, "group": group, "ratio": ratio, "rows": []},
+            "meta": {"profile": {"name": profile_name}},
+        }
+        (tmp_path / f"{name}.json").write_text(json.dumps(blob))
+
+    write("main_r0.5_s0", "main", 0.5)
+    write("main_r0.5_s3", "main", 0.5)  # another seed (SEEDS=...): kept
+    write("ablation_r0.9_s0", "ablation", 0.9)
+    write("main_r0.7_s0", "main", 0.7)  # an earlier plan's ratio
+    write("ablation_r0.5_s0", "ablation", 0.5)  # an earlier plan's ablation ratio
+    write("main_r0.9_s0", "main", 0.9, profile_name="cpu")
+    found = [j["job"] for j in report.load_jobs(tmp_path, profile)]
+    assert found == ["ablation_r0.9_s0", "main_r0.5_s0", "main_r0.5_s3"]
+    assert len(report.load_jobs(tmp_path)) == 6
+    with pytest.raises(FileNotFoundError, match="run the sweep first"):
+        report.load_jobs(tmp_path, get_profile("gpu"))
