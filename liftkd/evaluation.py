@@ -89,23 +89,14 @@ def get_feature_extractor(profile: Profile, run_dir: str | Path, progress: bool 
 
 
 def score(
-    profile: Profile,
-    run_dir: str | Path,
-    images: torch.Tensor,
-    reference: ImageSet | None = None,
-    fid_only: bool = False,
+    profile: Profile, run_dir: str | Path, images: torch.Tensor, reference: ImageSet | None = None
 ) -> dict:
-    """FID, KID, precision and recall of uint8 ``images`` against the training split (FID
-    alone with ``fid_only``)."""
+    """FID, KID, precision and recall of uint8 ``images`` against the training split."""
     if reference is None:
         reference, _ = load_splits(profile.data)
     if profile.feature_extractor == "inception":
-        return fidelity(
-            images, reference.images, "inception", profile.inception_weights, fid_only=fid_only
-        )
-    return fidelity(
-        images, reference.images, "offline", classifier_path(run_dir), fid_only=fid_only
-    )
+        return fidelity(images, reference.images, "inception", profile.inception_weights)
+    return fidelity(images, reference.images, "offline", classifier_path(run_dir))
 
 
 def fid_parts(

@@ -50,7 +50,11 @@ def test_smoke_profile_end_to_end(tmp_path, python):
     for job in jobs:
         res = json.loads((figures / "04_distill" / f"{job}.json").read_text())["results"]
         assert len(res["rows"]) == len(res["objectives"]) >= 2
-        assert {row["status"] for row in res["rows"]} <= {"converged", "did not converge"}
+        assert {row["status"] for row in res["rows"]} <= {
+            "converged",
+            "still changing",
+            "does not generate",
+        }
         steps = sorted({e["step"] for e in res["evals"]})
         assert steps == [0, *res["eval_steps"]]
         assert res["student_costs"]["params"] < res["teacher_params"]
