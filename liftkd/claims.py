@@ -326,11 +326,15 @@ def claim4(rows, ratios, tol_curve: float = 0.10) -> dict:
         verdict, why = "not supported", "LIFT+PLACE's own curve was unstable or diverged"
     elif set(ours[1]) != {"converged"}:
         verdict, why = (
-            "inconclusive" if not failed_base else "not supported",
+            "not supported" if not failed_base else "inconclusive",
             "LIFT+PLACE did not converge on every seed ("
             + ", ".join(sorted(set(ours[1])))
             + ")"
-            + ("" if not failed_base else "; neither did " + ", ".join(failed_base)),
+            + (
+                "; every KD baseline did"
+                if not failed_base
+                else "; neither did " + ", ".join(failed_base) + ": a longer run is needed"
+            ),
         )
     elif not failed_base:
         verdict, why = "not supported", "every KD baseline also converged stably on every seed"
