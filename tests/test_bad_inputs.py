@@ -66,18 +66,6 @@ CASES = [
         r"'data.resolution' = 'abc'.*valid integer",
     ),
     (
-        "convergence judged on more evaluations than a run has",
-        _profile(**{"distill.converged_evals": 3}),
-        SettingsError,
-        r"converged_evals 3 is above distill.evaluations 2",
-    ),
-    (
-        "final FID on too few images for its parts",
-        _profile(**{"distill.final_samples": 7}),
-        SettingsError,
-        r"final_samples 7 is below 2 x distill.fid_parts",
-    ),
-    (
         "resolution negative",
         _profile(**{"data.resolution": -8}),
         SettingsError,
@@ -106,6 +94,18 @@ CASES = [
         _profile(**{"distill.steps": [20]}),
         SettingsError,
         r"distill.steps has 1 entries for 2 distill.ratios",
+    ),
+    (
+        "convergence judged on more evaluations than a run has",
+        _profile(**{"distill.converged_evals": 3}),
+        SettingsError,
+        r"converged_evals 3 is above distill.evaluations 2",
+    ),
+    (
+        "final FID on too few images for its parts",
+        _profile(**{"distill.final_samples": 7}),
+        SettingsError,
+        r"final_samples 7 is below 2 x distill.fid_parts",
     ),
     (
         "one ratio out of range",
