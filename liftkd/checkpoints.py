@@ -5,7 +5,8 @@ pruned shapes. ``save_model`` writes the class name, the base config, the state 
 attributes diffusers keeps (attention heads, Down/Upsample channel counts); ``load_model``
 rebuilds the base architecture, resizes every conv, linear and norm layer to the saved shapes,
 restores the attributes and loads the weights. The file is read with ``weights_only=True``: no
-pickled classes, so it loads in any environment with diffusers.
+pickled classes, so it loads in any environment with diffusers. A U-Net with layers removed
+(``liftkd.block_removal``) carries its removal plan, applied again before the weights load.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from diffusers.models.downsampling import Downsample2D
 from diffusers.models.resnet import ResnetBlock2D
 from diffusers.models.upsampling import Upsample2D
 
+from liftkd.block_removal import remove_blocks, removed_blocks
 from liftkd.runs import load_torch, save_torch
 
 MODEL_CLASSES = {"UNet2DModel": UNet2DModel, "DiTTransformer2DModel": DiTTransformer2DModel}
@@ -46,6 +48,7 @@ def save_model(model: nn.Module, path: str | Path) -> Path:
         "config": plain_config(model),
         "state_dict": model.state_dict(),
         "attrs": model_attrs(model),
+        "removed": removed_blocks(model),
     }
     return save_torch(blob, path)
 
@@ -80,10 +83,14 @@ def model_attrs(model: nn.Module) -> dict[str, dict[str, int]]:
 
 
 def rebuild(
-    class_name: str, config: dict, state: dict[str, torch.Tensor], attrs: dict
+    class_name: str,
+    config: dict,
+    state: dict[str, torch.Tensor],
+    attrs: dict,
+    removed: list[str] | None = None,
 ) -> nn.Module:
-    """A pruned model from its base config, its weights and its kept attributes (what
-    ``save_model`` and ``liftkd.export`` write)."""
+    """A pruned model from its base config, its weights, its kept attributes and the layers
+    removed from it, if any (what ``save_model`` and ``liftkd.export`` write)."""
     cls = MODEL_CLASSES.get(class_name)
     if cls is None:
         raise ValueError(
@@ -94,6 +101,8 @@ def rebuild(
         model.transformer_blocks = nn.ModuleList(
             list(model.transformer_blocks)[: config["num_layers"]]
         )
+    if removed:
+        model = remove_blocks(model, removed, copy_model=False)
     for name, m in model.named_modules():
         _resize(m, f"{name}." if name else "", state)
     for name, values in attrs.items():
@@ -110,4 +119,6 @@ def load_model(path: str | Path) -> nn.Module:
     if not isinstance(blob, dict) or blob.get("class") not in MODEL_CLASSES:
         found = blob.get("class") if isinstance(blob, dict) else type(blob).__name__
         raise ValueError(f"{path} is not a liftkd model file (class {found!r})")
-    return rebuild(blob["class"], blob["config"], blob["state_dict"], blob["attrs"])
+    return rebuild(
+        blob["class"], blob["config"], blob["state_dict"], blob["attrs"], blob.get("removed")
+    )

@@ -284,6 +284,95 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class BackboneKDConfig:
+    """KD of the DiT or latent path (notebooks 06 and 07): the backbone's own paper's recipe (the
+    baseline) and the same recipe with LIFT+PLACE, trained side by side, one job per seed."""
+
+    objectives: tuple[str, ...]
+    train: TrainConfig
+    seeds: tuple[Index, ...] = (0, 1)
+    evaluations: Count = 4  # evenly spaced over training, the last at the end
+    eval_samples: Annotated[int, Field(ge=2)] = 500
+    final_samples: Annotated[int, Field(ge=2)] = 2000
+    fid_parts: Annotated[int, Field(ge=2)] = 4
+    ddim_steps: Count = 25
+
+    def __post_init__(self):
+        if not self.seeds:
+            raise SettingsError("give at least one training seed for the backbone KD jobs")
+        if self.train.steps % self.evaluations:
+            raise SettingsError(
+                f"{self.evaluations} evaluations must divide the {self.train.steps} KD steps"
+            )
+        for name in ("eval_samples", "final_samples"):
+            if getattr(self, name) < 2 * self.fid_parts:
+                raise SettingsError(
+                    f"{name} {getattr(self, name)} is below 2 x fid_parts ({self.fid_parts})"
+                )
+
+
+@dataclass(frozen=True)
+class DiTKDConfig:
+    """The DiT path (notebook 06): a class-conditional DiT teacher (the ``dit`` section) trained
+    here, a student made as TinyFusion makes it (depth pruning: ``keep`` of its blocks), and
+    TinyFusion's KD recipe against the same recipe with LIFT+PLACE."""
+
+    teacher: TrainConfig
+    kd: BackboneKDConfig
+    keep: Count = 4  # transformer blocks the student keeps
+    # which blocks: "uniform" (evenly spaced, the pattern TinyFusion's layer pairing assumes) or
+    # "calibration" (greedy: drop the block whose removal raises a fixed batch's loss least)
+    selection: Literal["uniform", "calibration"] = "uniform"
+    width_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.0  # width pruning on top (0: none)
+    label_drop: Share = 0.1  # DiT's label dropout in training (classifier-free guidance)
+    guidance: Annotated[float, Field(ge=1)] = 1.0  # classifier-free guidance scale when sampling
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """A small diffusers ``AutoencoderKL`` trained here (or a pretrained one from a folder)."""
+
+    block_out_channels: tuple[Count, ...] = (32, 64)
+    latent_channels: Count = 4
+    layers_per_block: Count = 1
+    norm_num_groups: Count = 8
+    kl_weight: Annotated[float, Field(ge=0)] = 1e-6
+    train: TrainConfig = TrainConfig(steps=1500, batch_size=64, lr=2e-3, warmup_steps=100)
+    # a local folder of a trained AutoencoderKL (save_pretrained); None trains one here
+    pretrained: str | None = None
+
+
+@dataclass(frozen=True)
+class LatentConfig:
+    """The latent path (notebook 07): an autoencoder, a latent U-Net teacher on its latents, a
+    student made as BK-SDM makes its models (blocks removed, the rest from the teacher), and
+    BK-SDM's KD recipe against the same recipe with LIFT+PLACE."""
+
+    autoencoder: AutoencoderConfig
+    unet: UNetConfig
+    teacher: TrainConfig
+    kd: BackboneKDConfig
+    # "small": the mid block and the second layer of every down and up block (BK-SDM-Small);
+    # "base": the second layers only (BK-SDM-Base)
+    removal: Literal["small", "base"] = "small"
+
+
+def _smoke_kd(objectives: tuple[str, ...]) -> BackboneKDConfig:
+    return BackboneKDConfig(
+        objectives=objectives,
+        train=TrainConfig(steps=20, batch_size=16, warmup_steps=5, checkpoint_every=10),
+        evaluations=2,
+        eval_samples=40,
+        final_samples=60,
+        ddim_steps=5,
+    )
+
+
+_DIT_OBJECTIVES = ("tinyfusion", "tinyfusion:kd=lift+place")
+_LATENT_OBJECTIVES = ("bksdm", "bksdm:kd=lift+place")
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     data: DataConfig
@@ -297,6 +386,28 @@ class Profile:
     analysis: AnalysisConfig = AnalysisConfig()
     capacity: CapacityConfig = CapacityConfig()
     distill: DistillConfig = DistillConfig()
+    dit_kd: DiTKDConfig = DiTKDConfig(
+        teacher=TrainConfig(steps=60, batch_size=32, warmup_steps=10, checkpoint_every=20),
+        kd=_smoke_kd(_DIT_OBJECTIVES),
+        keep=2,
+    )
+    latent: LatentConfig = LatentConfig(
+        autoencoder=AutoencoderConfig(
+            block_out_channels=(16, 32),
+            norm_num_groups=4,
+            train=TrainConfig(steps=40, batch_size=32, warmup_steps=5, checkpoint_every=20),
+        ),
+        unet=UNetConfig(
+            block_out_channels=(20, 40),
+            down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+            up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+            layers_per_block=2,
+            norm_num_groups=2,
+            attention_head_dim=20,
+        ),
+        teacher=TrainConfig(steps=40, batch_size=32, warmup_steps=5, checkpoint_every=20),
+        kd=_smoke_kd(_LATENT_OBJECTIVES),
+    )
     # the features of FID/KID/PR (liftkd.feature_extractor): "classifier" (labelled images) or
     # "autoencoder" (no labels needed), trained here offline; "auto" picks the classifier when the
     # images have labels; "inception": torch-fidelity's InceptionV3
@@ -365,6 +476,13 @@ def _smoke() -> Profile:
 
 
 def _cpu() -> Profile:
+    # the DiT and latent paths' teachers and KD jobs (notebooks 06 and 07): batch 64, lr 1e-3
+    backbone_teacher = TrainConfig(
+        steps=2000, batch_size=64, lr=1e-3, lr_min=1e-4, warmup_steps=200, checkpoint_every=250
+    )
+    backbone_kd = dataclasses.replace(
+        backbone_teacher, steps=1500, warmup_steps=100, checkpoint_every=125
+    )
     return Profile(
         name="cpu",
         data=DataConfig(name="mnist", resolution=16, channels=1),
@@ -400,6 +518,40 @@ def _cpu() -> Profile:
                 "lift:coarse_scale=32",
             ),
             seeds=(0, 1),
+        ),
+        # the DiT path (notebook 06), sized by a pilot on the GPU machine (2026-11-26; CPU step
+        # times there at 2 threads, scaled by the pixel teacher's: 0.29 s there, 0.38 s here):
+        # a (p2, 6 blocks, width 64) DiT reached FID 117 (500 samples) at 3,000 steps and about
+        # 0.19 s a step here; the student keeps 3 of its 6 blocks, TinyDiT-D14's share of DiT-XL
+        dit=DiTConfig(num_layers=6, num_attention_heads=4, attention_head_dim=16, patch_size=2),
+        dit_kd=DiTKDConfig(
+            teacher=dataclasses.replace(backbone_teacher, steps=3000),
+            kd=BackboneKDConfig(
+                objectives=_DIT_OBJECTIVES,
+                train=backbone_kd,
+            ),
+            keep=3,
+        ),
+        # the latent path (notebook 07): an AutoencoderKL to 4 x 8 x 8 latents (the pilot's floor:
+        # FID 0.43, MSE 0.0012 on held-out images), a (32, 64) latent U-Net with two layers per
+        # block (FID about 125-135 from 1,000 steps on, 500 samples), BK-SDM-Small's removal
+        latent=LatentConfig(
+            autoencoder=AutoencoderConfig(
+                train=TrainConfig(steps=1500, batch_size=64, lr=2e-3, warmup_steps=100)
+            ),
+            unet=UNetConfig(
+                block_out_channels=(32, 64),
+                down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+                layers_per_block=2,
+                norm_num_groups=8,
+                attention_head_dim=32,
+            ),
+            teacher=dataclasses.replace(backbone_teacher, steps=2000),
+            kd=BackboneKDConfig(
+                objectives=_LATENT_OBJECTIVES,
+                train=backbone_kd,
+            ),
         ),
     )
 

@@ -8,6 +8,8 @@ features when an objective needs them), and every student on the same x_t, minim
 ``objective(eps, eS, eT, fS, fT, progress)``: the teacher's cost is paid once, and the comparison
 between objectives is paired. Each student has its own gradient clipping; a student whose loss
 or gradient becomes non-finite is marked diverged at that step and frozen, and the others go on.
+Class-conditional models (DiT) are given the batch's labels: one draw per step, label dropout
+included, the same for the teacher and every student (``shared_labels``).
 
 ``distill(student, teacher, objective, ...)`` is the same with one student.
 """
@@ -39,10 +41,13 @@ class KDModule(nn.Module):
         self.student = student
         self.objective = objective
 
-    def forward(self, x_t, t, noise, eT, fT, progress, diagnose: bool = False):
-        tap = FeatureTap(self.student) if self.objective.uses_features else nullcontext()
+    def forward(self, x_t, t, noise, eT, fT, progress, diagnose: bool = False, cond=None):
+        level = self.objective.feature_level
+        tap = (
+            FeatureTap(self.student, level=level) if self.objective.uses_features else nullcontext()
+        )
         with tap:
-            eS = self.student(x_t, t).sample
+            eS = self.student(x_t, t, **(cond or {})).sample
         fS = tap.features if self.objective.uses_features else None
         out = self.objective(noise, eS, eT, fS, fT, progress=progress)
         if diagnose:  # what each term asks of eS (liftkd.diagnostics); logged with the parts
@@ -50,24 +55,41 @@ class KDModule(nn.Module):
         return out
 
 
+def shared_labels(
+    labels: torch.Tensor, g: torch.Generator, drop_prob: float, null_class: int
+) -> torch.Tensor:
+    """The step's class labels, each replaced by ``null_class`` with probability ``drop_prob``
+    (classifier-free guidance's label dropout) by a draw from the step's generator: given to the
+    teacher and every student alike, whose own label dropout is then switched off."""
+    if drop_prob <= 0:
+        return labels
+    drop = torch.rand(labels.shape, generator=g).to(labels.device) < drop_prob
+    return torch.where(drop, torch.full_like(labels, null_class), labels)
+
+
 def teacher_step(
     teacher: nn.Module,
     scheduler: DDPMScheduler,
     x0: torch.Tensor,
     g: torch.Generator,
-    features: bool,
+    features: bool | str,
     part: slice = slice(None),
     antithetic: bool = False,
+    cond: dict | None = None,
 ):
     """Draw noise and timesteps from ``g`` for the global batch ``x0``, keep this process's
-    ``part`` and run the frozen teacher on it once: (x_t, t, noise, eT, teacher features or None)."""
+    ``part`` and run the frozen teacher on it once: (x_t, t, noise, eT, teacher features or None).
+
+    ``features``: False, True (the sub-blocks) or a level of ``liftkd.features``; ``cond``: keyword
+    inputs of the model (``class_labels``), already this process's part."""
     x_t, t, noise = forward_noise(scheduler, x0, g, antithetic=antithetic)
     x_t, t, noise = x_t[part], t[part], noise[part]
     if next(teacher.parameters()).device != x0.device:
         teacher.to(x0.device)
-    tap = FeatureTap(teacher, detach=True) if features else nullcontext()
+    level = features if isinstance(features, str) else "sub-blocks"
+    tap = FeatureTap(teacher, detach=True, level=level) if features else nullcontext()
     with torch.no_grad(), tap:
-        eT = teacher(x_t, t).sample
+        eT = teacher(x_t, t, **(cond or {})).sample
     return x_t, t, noise, eT, tap.features if features else None
 
 
@@ -90,7 +112,13 @@ class KDGroup(nn.Module):
         # ModuleDict keys may not contain dots
         self.members = nn.ModuleDict({_key(n): m for n, m in members.items()})
         self.register_buffer("diverged_at", torch.full((len(members),), -1, dtype=torch.long))
-        self.uses_features = any(m.objective.uses_features for m in members.values())
+        levels = {m.objective.feature_level for m in members.values() if m.objective.uses_features}
+        if len(levels) > 1:
+            raise ValueError(
+                f"the students of a group tap features at one level (one teacher pass), got {levels}"
+            )
+        # what the teacher's pass taps: False, or the level every feature objective uses
+        self.uses_features = levels.pop() if levels else False
         self._step = 0
 
     def member(self, name: str) -> KDModule:
@@ -99,7 +127,7 @@ class KDGroup(nn.Module):
     def active(self) -> list[int]:
         return [i for i in range(len(self.names)) if int(self.diverged_at[i]) < 0]
 
-    def forward(self, x_t, t, noise, eT, fT, progress, step: int):
+    def forward(self, x_t, t, noise, eT, fT, progress, step: int, cond: dict | None = None):
         self._step = step
         total, parts = None, {}
         for i, name in enumerate(self.names):
@@ -108,7 +136,7 @@ class KDGroup(nn.Module):
                 continue
             try:
                 diagnose = bool(self.diagnose_every) and step % self.diagnose_every == 0
-                out = self.member(name)(x_t, t, noise, eT, fT, progress, diagnose)
+                out = self.member(name)(x_t, t, noise, eT, fT, progress, diagnose, cond)
             except NonFiniteLoss:
                 out = None
             if out is None or not torch.isfinite(out.total):
@@ -148,17 +176,31 @@ def _key(name: str) -> str:
 
 
 def kd_group_loss_fn(
-    teacher: nn.Module, scheduler: DDPMScheduler, steps: int, antithetic: bool = False
+    teacher: nn.Module,
+    scheduler: DDPMScheduler,
+    steps: int,
+    antithetic: bool = False,
+    label_drop: float = 0.0,
+    null_class: int | None = None,
 ):
-    """The loss of a ``KDGroup``: one teacher forward (features tapped once) for all students."""
+    """The loss of a ``KDGroup``: one teacher forward (features tapped once) for all students.
+
+    With labels (class-conditional models), each step's labels go through ``shared_labels``
+    (``label_drop``, ``null_class``) and reach the teacher and every student the same."""
     teacher.requires_grad_(False).eval()
 
-    def loss_fn(model, x0: torch.Tensor, g: torch.Generator, progress: float, part=slice(None)):
+    def loss_fn(
+        model, x0: torch.Tensor, g: torch.Generator, progress: float, part=slice(None), labels=None
+    ):
         group = model.module if hasattr(model, "module") else model
+        cond = None
+        if labels is not None:
+            y = shared_labels(labels, g, label_drop, null_class if null_class is not None else -1)
+            cond = {"class_labels": y[part]}
         x_t, t, noise, eT, fT = teacher_step(
-            teacher, scheduler, x0, g, group.uses_features, part, antithetic
+            teacher, scheduler, x0, g, group.uses_features, part, antithetic, cond
         )
-        return model(x_t, t, noise, eT, fT, progress, round(progress * steps))
+        return model(x_t, t, noise, eT, fT, progress, round(progress * steps), cond)
 
     return loss_fn
 
@@ -177,10 +219,16 @@ def distill_group(
     snapshot_every: int | None = None,
     accelerator=None,
     diagnose_every: int = 0,
+    labels: torch.Tensor | None = None,
+    label_drop: float = 0.0,
+    null_class: int | None = None,
 ) -> TrainResult:
     """Train every ``students[name]`` with ``objectives[name]`` side by side (see the module
     docstring). The result's ``ema`` is a ``KDGroup``: ``ema.member(name).student`` is the EMA
-    student, ``ema.diverged_at`` who diverged where."""
+    student, ``ema.diverged_at`` who diverged where. ``images`` may be float latents; ``labels``
+    (one class per image) condition a class-conditional teacher and students."""
+    if labels is not None and label_drop > 0 and null_class is None:
+        raise ValueError("label_drop needs null_class, the label that stands for 'no class'")
     if set(students) != set(objectives):
         raise ValueError(
             f"one objective per student: students {sorted(students)}, "
@@ -190,7 +238,7 @@ def distill_group(
     group = KDGroup(members, cfg.clip, diagnose_every)
     return train(
         group,
-        kd_group_loss_fn(teacher, scheduler, cfg.steps, cfg.antithetic),
+        kd_group_loss_fn(teacher, scheduler, cfg.steps, cfg.antithetic, label_drop, null_class),
         images,
         cfg,
         run_dir,
@@ -199,6 +247,7 @@ def distill_group(
         accelerator=accelerator,
         keep_snapshots=snapshots or False,
         snapshot_every=snapshot_every,
+        labels=labels,
     )
 
 

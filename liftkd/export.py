@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from liftkd.block_removal import removed_blocks
 from liftkd.checkpoints import MODEL_CLASSES, model_attrs, plain_config, rebuild
 
 WEIGHTS = "model.safetensors"
@@ -86,7 +87,12 @@ def export_student(
     os.replace(tmp, folder / WEIGHTS)
     _write_json(
         folder / MODEL,
-        {"class": name, "config": plain_config(student), "attrs": model_attrs(student)},
+        {
+            "class": name,
+            "config": plain_config(student),
+            "attrs": model_attrs(student),
+            "removed": removed_blocks(student),
+        },
     )
     _write_json(folder / SCHEDULER, {k: v for k, v in dict(scheduler_config).items()})
     card = {"folder": str(folder), **(card or {})}
@@ -113,7 +119,7 @@ def load_student(folder: str | Path) -> nn.Module:
         raise ValueError(
             f"{folder}: the export is damaged ({type(err).__name__}: {str(err)[:200]}); export again"
         ) from None
-    return rebuild(spec["class"], spec["config"], state, spec["attrs"])
+    return rebuild(spec["class"], spec["config"], state, spec["attrs"], spec.get("removed"))
 
 
 def load_pipeline(folder: str | Path, device: str | torch.device = "cpu"):

@@ -1,7 +1,8 @@
 """Intermediate features for feature KD: which sub-blocks to tap, hooks, and FitNet adapters.
 
 U-Net (the authors' DDPM fork): the output of every sub-block (resnet, attention, down/upsampler)
-of the down, mid and up paths. DiT: the output of every transformer block. Teacher and student
+of the down, mid and up paths; at ``level="blocks"`` (BK-SDM) the output of every down and up
+block instead. DiT: the output of every transformer block. Teacher and student
 have the same structure (pruning removes channels, not blocks), so features pair up by position;
 ``FitNetAdapters`` maps each student feature to the teacher's width with a 1x1 convolution (or a
 linear layer for DiT tokens), initialised U(-0.005, 0.005), trained with the student and thrown
@@ -13,17 +14,24 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+LEVELS = ("sub-blocks", "blocks")
 
-def feature_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The tapped sub-blocks of a U-Net or DiT, in forward order."""
+
+def feature_modules(model: nn.Module, level: str = "sub-blocks") -> list[tuple[str, nn.Module]]:
+    """The tapped sub-blocks (or, at ``level="blocks"``, blocks) of a U-Net or DiT, in forward order."""
     from diffusers import DiTTransformer2DModel, UNet2DModel  # here: the losses import quickly
 
+    if level not in LEVELS:
+        raise ValueError(f"feature level must be one of {LEVELS}, got {level!r}")
     if isinstance(model, DiTTransformer2DModel):
         return [(f"transformer_blocks.{i}", b) for i, b in enumerate(model.transformer_blocks)]
     if not isinstance(model, UNet2DModel):
         raise TypeError(
             f"feature KD supports UNet2DModel and DiTTransformer2DModel, got {type(model).__name__}"
         )
+    if level == "blocks":
+        down = [(f"down_blocks.{i}", b) for i, b in enumerate(model.down_blocks)]
+        return down + [(f"up_blocks.{i}", b) for i, b in enumerate(model.up_blocks)]
     out = []
     for path, blocks in (("down_blocks", model.down_blocks), ("up_blocks", model.up_blocks)):
         for i, block in enumerate(blocks):
@@ -44,8 +52,8 @@ class FeatureTap:
     ``detach=True`` for the teacher, so that no graph is kept for it.
     """
 
-    def __init__(self, model: nn.Module, detach: bool = False):
-        self.modules = [m for _, m in feature_modules(model)]
+    def __init__(self, model: nn.Module, detach: bool = False, level: str = "sub-blocks"):
+        self.modules = [m for _, m in feature_modules(model, level)]
         self.detach = detach
         self.features: list[torch.Tensor] = []
         self._handles = []
@@ -66,11 +74,15 @@ class FeatureTap:
         self._handles = []
 
 
-def feature_widths(model: nn.Module, inputs: dict[str, torch.Tensor]) -> list[int]:
+def feature_widths(
+    model: nn.Module, inputs: dict[str, torch.Tensor], level: str = "sub-blocks"
+) -> list[int]:
     """Channel (U-Net) or token (DiT) width of every tapped feature, from one forward pass."""
     was_training = model.training
     model.eval()
-    with torch.no_grad(), FeatureTap(model, detach=True) as tap:
+    device = next(model.parameters()).device
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    with torch.no_grad(), FeatureTap(model, detach=True, level=level) as tap:
         model(**inputs)
     model.train(was_training)
     return [f.shape[1] if f.ndim == 4 else f.shape[-1] for f in tap.features]

@@ -99,6 +99,9 @@ class Objective(nn.Module):
     label = "objective"  # a reader's name, in tables and figures
     uses_teacher = True
     uses_features = False
+    feature_level = (
+        "sub-blocks"  # which outputs the teacher and student taps hold (liftkd.features)
+    )
 
     def output(self, total: torch.Tensor, parts: dict) -> LossOutput:
         """The loss and its detached parts; :class:`NonFiniteLoss` if the loss is not finite."""

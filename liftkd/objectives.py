@@ -15,12 +15,23 @@ from liftkd.config import parse_scalar
 from liftkd.features import feature_widths
 from liftkd.lift import LIFT, PLACE
 from liftkd.losses import DIST, FeatKD, NormFeatKD, Objective, OutFeatKD, OutKD, TaskOnly
+from liftkd.recipes import BKSDMKD, TinyFusionKD, recipe_label
 
 OBJECTIVES: dict[str, type[Objective]] = {
-    cls.name: cls for cls in (TaskOnly, OutKD, FeatKD, OutFeatKD, LIFT, PLACE, DIST, NormFeatKD)
+    cls.name: cls
+    for cls in (TaskOnly, OutKD, FeatKD, OutFeatKD, LIFT, PLACE, DIST, NormFeatKD)
+    + (TinyFusionKD, BKSDMKD)
 }
 # objectives that can tap features: given a student and a teacher, their adapters are sized here
-_FEATURE_OBJECTIVES = {"featkd", "outkd+featkd", "normfeatkd", "lift", "lift+place"}
+_FEATURE_OBJECTIVES = {
+    "featkd",
+    "outkd+featkd",
+    "normfeatkd",
+    "lift",
+    "lift+place",
+    "tinyfusion",
+    "bksdm",
+}
 
 
 def build_objective(
@@ -42,8 +53,9 @@ def build_objective(
     if name in _FEATURE_OBJECTIVES and student is not None and teacher is not None:
         if example_inputs is None:
             raise ValueError("feature objectives need example_inputs to size their adapters")
-        options.setdefault("student_widths", feature_widths(student, example_inputs))
-        options.setdefault("teacher_widths", feature_widths(teacher, example_inputs))
+        level = cls.feature_level
+        options.setdefault("student_widths", feature_widths(student, example_inputs, level))
+        options.setdefault("teacher_widths", feature_widths(teacher, example_inputs, level))
         from diffusers import DiTTransformer2DModel
 
         options.setdefault("tokens", isinstance(student, DiTTransformer2DModel))
@@ -73,6 +85,9 @@ def parse_spec(spec: str, group_size: int | None = None) -> tuple[str, dict]:
 def label(spec: str, group_size: int | None = None) -> str:
     """A reader's name for an objective spec: ``LIFT+PLACE (K=16)``, ``LIFT+PLACE (K=16, w=1)``."""
     name, options = parse_spec(spec, group_size)
+    if name in ("tinyfusion", "bksdm"):
+        kd = options.get("kd", "outkd")
+        return recipe_label(kd, options.get("group_size", 16), OBJECTIVES[name].label)
     bits = []
     if "group_size" in options:
         bits.append(f"K={options.pop('group_size')}")

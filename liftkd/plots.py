@@ -456,3 +456,15 @@ def final_fids(rows: list[dict], path, title: str, reference: float | None = Non
     ax.legend(fontsize=7)
     ax.set_title(title)
     return finish(fig, path)
+
+
+def backbone_curves(rows: list[dict], path, title: str, teacher_fid: float | None = None):
+    """FID over KD of every (objective, seed) of a backbone path (``liftkd.backbone_kd.summarise``
+    rows, whose ``curve`` holds (step, FID) pairs; the last point is on more images)."""
+    series = {f"{r['label']} (s{r['seed']})": tuple(zip(*r["curve"], strict=True)) for r in rows}
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    lines(series, path, "KD step", "FID", title, logy=True, ax=ax)
+    if teacher_fid is not None:
+        ax.axhline(teacher_fid, color="k", ls=":", label="teacher")
+        ax.legend(fontsize=7)
+    return finish(fig, path)

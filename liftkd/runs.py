@@ -214,8 +214,16 @@ SHAPING = {
         "pruning.batch_size",
         "pruning.seed",
     ),
+    # the DiT and latent paths (notebooks 06 and 07): their own models, on the run's data
+    "dit": ("data", "diffusion", "dit", "dit_kd"),
+    "latent": ("data", "diffusion", "latent"),
 }
-_MAY_CHANGE = {"teacher.steps", "teacher.checkpoint_every"}
+_MAY_CHANGE = {
+    "teacher.steps",
+    "teacher.checkpoint_every",
+    "dit_kd.kd.seeds",  # more seeds add jobs beside the others
+    "latent.kd.seeds",
+}
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
@@ -227,9 +235,13 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 
 def shaping_settings(profile: Any, part: str) -> dict:
-    """The settings of ``profile`` that shape ``part`` ("teacher" or "students"), flattened."""
+    """The settings of ``profile`` that shape ``part`` ("teacher", "students", "dit" or
+    "latent"), flattened."""
     every = _flat(_jsonable(profile.to_dict()))
-    names = SHAPING["teacher"] + (SHAPING["students"] if part == "students" else ())
+    if part in ("dit", "latent"):
+        names = SHAPING[part]
+    else:
+        names = SHAPING["teacher"] + (SHAPING["students"] if part == "students" else ())
     return {
         k: v
         for k, v in every.items()

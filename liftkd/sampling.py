@@ -56,8 +56,10 @@ def ddim_sample(
     device: torch.device | str = "cpu",
     progress: bool = True,
     as_uint8: bool = True,
+    clamp: bool = True,
 ) -> torch.Tensor:
-    """``n`` images of ``shape`` (C, H, W) by DDIM; uint8 by default, else floats in [-1, 1]."""
+    """``n`` images of ``shape`` (C, H, W) by DDIM; uint8 by default, else floats in [-1, 1]
+    (``clamp=False``: as the sampler ends, for latents)."""
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     if eta != 0.0:
@@ -74,6 +76,6 @@ def ddim_sample(
             eps = eps_fn(x, t.expand(b).to(device))
             x = sched.step(eps, t, x, eta=eta).prev_sample
             bar.update()
-        out.append((to_uint8(x) if as_uint8 else x.clamp(-1, 1)).cpu())
+        out.append((to_uint8(x) if as_uint8 else x.clamp(-1, 1) if clamp else x).cpu())
     bar.close()
     return torch.cat(out)

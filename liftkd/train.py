@@ -3,7 +3,9 @@
 ``train(model, loss_fn, images, cfg, run_dir)`` runs ``cfg.steps`` optimisation steps of
 ``loss_fn(model, x0, generator, progress, part) -> (loss, parts)`` on batches drawn from
 ``images`` (``progress`` is the share of training done, in [0, 1)); the same code runs on a CPU,
-one GPU, or several (``accelerate launch``).
+one GPU, or several (``accelerate launch``). ``images`` are uint8 pixels (scaled to [-1, 1]) or
+float latents (used as they are); with ``labels`` (one class per image) the loss is also given
+the batch's classes, ``loss_fn(..., labels=y)``.
 
 **Several processes.** ``cfg.batch_size`` is the global batch. Every process draws the same
 batch, noise and timesteps from the step's generator, and computes its loss on its own slice
@@ -179,11 +181,17 @@ def train(
     accelerator: Accelerator | None = None,
     keep_snapshots: bool | str = False,
     snapshot_every: int | None = None,
+    labels: torch.Tensor | None = None,
 ) -> TrainResult:
-    """Train ``model`` on uint8 ``images`` (N, C, H, W); see the module docstring."""
-    if images.dtype != torch.uint8 or images.ndim != 4:
+    """Train ``model`` on uint8 ``images`` or float latents (N, C, H, W); see the module docstring."""
+    if images.ndim != 4 or not (images.dtype == torch.uint8 or images.is_floating_point()):
         raise ValueError(
-            f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+            "images must be uint8 pixels or float latents (N, C, H, W), got "
+            f"{images.dtype} {tuple(images.shape)}"
+        )
+    if labels is not None and labels.shape != (len(images),):
+        raise ValueError(
+            f"labels must hold one class per image ({len(images)}), got {tuple(labels.shape)}"
         )
     if cfg.steps < 1 or cfg.batch_size < 1:
         raise ValueError(
@@ -270,8 +278,10 @@ def train(
         for group in opt.param_groups:
             group["lr"] = lr
         idx = torch.randint(len(images), (cfg.batch_size,), generator=g)
-        x0 = to_model_range(images[idx]).to(accelerator.device)
-        loss, parts = loss_fn(model, x0, g, step / cfg.steps, part)
+        x0 = images[idx] if images.is_floating_point() else to_model_range(images[idx])
+        x0 = x0.to(accelerator.device)
+        cond = {} if labels is None else {"labels": labels[idx].to(accelerator.device)}
+        loss, parts = loss_fn(model, x0, g, step / cfg.steps, part, **cond)
         # what is logged and checked is the whole batch's: the mean over the processes' slices
         logged = loss.detach()
         if P > 1:

@@ -11,9 +11,9 @@ PACKAGE = REPO / "liftkd"
 # bottom first; a module imports only from its own layer or the ones before it
 LAYERS = [
     {"config", "features", "plots", "probe", "claims"},
-    {"data", "diffusion", "models", "runs", "losses"},
+    {"data", "diffusion", "models", "runs", "losses", "block_removal"},
     {"checkpoints", "feature_extractor", "metrics"},
-    {"lift", "sampling", "train"},
+    {"lift", "sampling", "train", "recipes"},
     {
         "objectives",
         "analysis",
@@ -28,7 +28,8 @@ LAYERS = [
     {"students"},
     {"sweep.training", "error_study", "report"},
     {"sweep.evaluation", "capacity"},
-    {"bench", "sweep.__main__", "check_settings", "export"},
+    {"bench", "sweep.__main__", "check_settings", "export", "backbone_kd"},
+    {"dit", "latent"},
 ]
 LONG = 300  # lines; a longer module says why in its docstring ("Long because ...")
 

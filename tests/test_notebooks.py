@@ -145,3 +145,48 @@ def test_an_unlabelled_image_folder_runs_to_the_end_offline(tmp_path):
     claims = (figures / "claims.md").read_text()
     assert "autoencoder features" in claims and "classifier features" not in claims
     assert "autoencoder features" in (figures / "02_fid_before_finetuning.md").read_text()
+
+
+@pytest.mark.slow
+def test_dit_and_latent_paths_run_alone_and_resume(tmp_path):
+    """make dit latent on the smoke profile: both paths to their results (two objectives, two
+    seeds each, with standard errors, versions and commit), then a rerun of notebook 06 finds
+    its training and evaluations on disk; claim 7 reads the two results files."""
+    from liftkd import claims
+    from liftkd.runs import read_results
+
+    run_dir, figures = tmp_path / "run", tmp_path / "figures"
+    make = ["make", "--no-print-directory", "PROFILE=smoke", f"RUN_DIR={run_dir}"]
+    make += [f"FIGURES={figures}"]
+    done = subprocess.run([*make, "dit", "latent"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    results = {}
+    for stem, objectives in (
+        ("06_dit", {"tinyfusion", "tinyfusion:kd=lift+place"}),
+        ("07_latent", {"bksdm", "bksdm:kd=lift+place"}),
+    ):
+        blob = json.loads((figures / f"{stem}.json").read_text())
+        res = results[stem] = blob["results"]
+        assert {r["objective"] for r in res["rows"]} == objectives
+        assert sorted({r["seed"] for r in res["rows"]}) == [0, 1]
+        assert all(r["fid_se"] > 0 and r["n"] == 60 for r in res["rows"])
+        assert res["reference"]["teacher"]["fid"] > 0
+        assert blob["meta"]["versions"]["diffusers"] and "git" in blob["meta"]
+        assert blob["meta"]["profile"]["name"] == "smoke"
+        for suffix in ("final_fids.png", "fid_during_kd.png", "table.md"):
+            assert (figures / f"{stem}_{suffix}").stat().st_size > 100
+    assert results["07_latent"]["reference"]["autoencoder_floor"]["fid"] > 0
+    assert results["06_dit"]["student"]["keep"] == [0, 2]
+    assert results["07_latent"]["student"]["removed"][-1] == "mid_block"
+
+    evals = (run_dir / "dit" / "kd_s1" / "evals.csv").read_text()
+    (run_dir / "06_dit.ipynb").unlink()
+    redo = subprocess.run([*make, "dit"], cwd=REPO, capture_output=True, text=True)
+    assert redo.returncode == 0, redo.stderr[-4000:]
+    assert (run_dir / "dit" / "kd_s1" / "evals.csv").read_text() == evals
+
+    verdict = claims.claim7(
+        read_results(figures / "06_dit.json"), read_results(figures / "07_latent.json")
+    )
+    assert verdict["verdict"] in ("supported", "not supported", "inconclusive")
+    assert "DiT" in verdict["measured"] and "latent" in verdict["measured"]

@@ -78,8 +78,14 @@ def test_lr_schedule_warms_up_then_decays():
 def test_bad_input_is_a_clear_error(tmp_path):
     p = get_profile("smoke")
     model = build_unet(p.unet, 8, 1)
-    with pytest.raises(ValueError, match="uint8"):
-        train(model, None, torch.zeros(4, 1, 8, 8), p.teacher, tmp_path)
+    # uint8 pixels or float latents, (N, C, H, W); one label per image
+    with pytest.raises(ValueError, match="uint8 pixels or float latents"):
+        train(model, None, torch.zeros(4, 1, 8, 8, dtype=torch.int32), p.teacher, tmp_path)
+    with pytest.raises(ValueError, match="uint8 pixels or float latents"):
+        train(model, None, torch.zeros(4, 8, 8), p.teacher, tmp_path)
+    with pytest.raises(ValueError, match="one class per image"):
+        images = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+        train(model, None, images, p.teacher, tmp_path, labels=torch.zeros(3, dtype=torch.long))
 
 
 @pytest.mark.slow
