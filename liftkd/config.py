@@ -368,6 +368,19 @@ def _smoke_kd(objectives: tuple[str, ...]) -> BackboneKDConfig:
     )
 
 
+def _latent_unet(widths: tuple[int, int], norm_num_groups: int) -> UNetConfig:
+    """A two-level latent U-Net with two layers per block (BK-SDM removes the second), attention
+    at the inner level, one head per block width."""
+    return UNetConfig(
+        block_out_channels=widths,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        layers_per_block=2,
+        norm_num_groups=norm_num_groups,
+        attention_head_dim=widths[0],
+    )
+
+
 _DIT_OBJECTIVES = ("tinyfusion", "tinyfusion:kd=lift+place")
 _LATENT_OBJECTIVES = ("bksdm", "bksdm:kd=lift+place")
 
@@ -397,14 +410,7 @@ class Profile:
             norm_num_groups=4,
             train=TrainConfig(steps=40, batch_size=32, warmup_steps=5, checkpoint_every=20),
         ),
-        unet=UNetConfig(
-            block_out_channels=(20, 40),
-            down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-            up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-            layers_per_block=2,
-            norm_num_groups=2,
-            attention_head_dim=20,
-        ),
+        unet=_latent_unet((20, 40), norm_num_groups=2),
         teacher=TrainConfig(steps=40, batch_size=32, warmup_steps=5, checkpoint_every=20),
         kd=_smoke_kd(_LATENT_OBJECTIVES),
     )
@@ -539,14 +545,7 @@ def _cpu() -> Profile:
             autoencoder=AutoencoderConfig(
                 train=TrainConfig(steps=1500, batch_size=64, lr=2e-3, warmup_steps=100)
             ),
-            unet=UNetConfig(
-                block_out_channels=(32, 64),
-                down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-                layers_per_block=2,
-                norm_num_groups=8,
-                attention_head_dim=32,
-            ),
+            unet=_latent_unet((32, 64), norm_num_groups=8),
             teacher=dataclasses.replace(backbone_teacher, steps=2000),
             kd=BackboneKDConfig(
                 objectives=_LATENT_OBJECTIVES,
