@@ -67,9 +67,10 @@ venv: $(STAMP) ## create the project environment in .venv (done by every target 
 settings: $(STAMP) ## check PROFILE, OVERRIDES and the run folder before anything runs
 	@$(PY) -m liftkd.check_settings --profile $(PROFILE) --overrides '$(OVERRIDES)' --run-dir $(RUN_DIR)
 
-reproduce: settings ## run every notebook of PROFILE (the sweep JOBS at a time); results into figures/
+reproduce: settings ## run every notebook of PROFILE (the sweep, then 06 and 07, JOBS at a time); results into figures/
 	@$(MAKE) --no-print-directory $(EXECUTED)
 	@$(MAKE) --no-print-directory -j$(JOBS) sweep
+	@$(MAKE) --no-print-directory -j$(JOBS) $(BACKBONES)
 	@$(MAKE) --no-print-directory $(RUN_DIR)/05_results.ipynb
 	@echo "done: executed notebooks in $(RUN_DIR), figures and results in $(FIGURES)"
 
@@ -111,8 +112,8 @@ $(RUN_DIR)/03_error_decomposition.ipynb: $(RUN_DIR)/02_pruning.ipynb
 $(RUN_DIR)/05_results.ipynb: $(RUN_DIR)/03_error_decomposition.ipynb \
 	$(wildcard $(RUN_DIR)/distill/*/results.json)
 
-# claim 7's other backbones, each alone (not yet in make reproduce: their cpu-profile time is
-# still to be measured on the 2-core machine); 05 reads their results when they exist
+# claim 7's other backbones: in make reproduce after the sweep (the two at once), and each alone
+# through its own target; 05 reads their results when they exist
 dit: settings ## the DiT path (notebook 06): DiT teacher, TinyFusion student, its KD recipe vs LIFT+PLACE
 	@$(MAKE) --no-print-directory $(RUN_DIR)/06_dit.ipynb
 
