@@ -12,8 +12,10 @@ makes one (depth pruning), for notebook 06.
   pruning predicts poorly how well a student recovers. ``calibration_blocks`` is the greedy
   alternative (drop, one at a time, the block whose removal raises a fixed batch's denoising loss
   least), as a setting. ``paired_blocks`` gives the teacher block each kept block is held to.
-- **Sampling.** Image i is of class i mod num_classes, from seed + i, by DDIM; guidance 1 is no
-  classifier-free guidance.
+- **Sampling.** Image i is of class i mod (the data's classes), from seed + i, by DDIM; guidance 1
+  is no classifier-free guidance.
+- **Unlabelled images.** Every image gets class 0: the DiT is then in effect unconditional, and
+  the path runs as it does on labelled data (``dit_training_set``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from diffusers import DDPMScheduler, DiTTransformer2DModel
 from diffusers.models.embeddings import LabelEmbedding
 
 from liftkd.config import Profile
-from liftkd.data import load_splits, to_model_range
+from liftkd.data import ImageSet, load_splits, to_model_range
 from liftkd.diffusion import forward_noise, noise_scheduler
 from liftkd.distill import shared_labels
 from liftkd.losses import task_loss
@@ -64,14 +66,25 @@ def dit_denoising_loss(scheduler: DDPMScheduler, label_drop: float, null: int):
     return loss_fn
 
 
-def train_dit_teacher(profile: Profile, run_dir: str | Path, progress: bool = True) -> TrainResult:
-    """Train (or resume) the DiT teacher in ``run_dir/dit/teacher``; the result's ``ema`` is it."""
+def dit_training_set(profile: Profile) -> tuple[ImageSet, int]:
+    """The DiT path's training images with their labels, and how many classes it samples: the
+    data's own labels (at most ``dit.num_classes`` of them), or, for unlabelled images, class 0 for
+    every image (one class: an unconditional DiT)."""
     train_set, _ = load_splits(profile.data)
     if train_set.labels is None:
+        return ImageSet(train_set.images, torch.zeros(len(train_set), dtype=torch.int64)), 1
+    classes = int(train_set.labels.max()) + 1
+    if classes > profile.dit.num_classes:
         raise ValueError(
-            "the DiT path is class-conditional: its data needs labels (class folders, or a "
-            "labelled dataset); set it aside for unlabelled images"
+            f"the data has {classes} classes but the DiT embeds {profile.dit.num_classes}: "
+            f"set dit.num_classes: {classes}"
         )
+    return train_set, classes
+
+
+def train_dit_teacher(profile: Profile, run_dir: str | Path, progress: bool = True) -> TrainResult:
+    """Train (or resume) the DiT teacher in ``run_dir/dit/teacher``; the result's ``ema`` is it."""
+    train_set, _ = dit_training_set(profile)
     torch.manual_seed(profile.dit_kd.teacher.seed)
     model = fix_label_dropout(
         build_dit(profile.dit, profile.data.resolution, profile.data.channels)
@@ -155,7 +168,7 @@ def make_student(
     if cfg.selection == "uniform":
         keep = uniform_blocks(n, cfg.keep)
     else:
-        train_set, _ = load_splits(profile.data)
+        train_set, _ = dit_training_set(profile)
         batch = train_set.random_subset(min(256, len(train_set)), seed=0)
         keep, info["calibration"] = calibration_blocks(
             teacher,
@@ -195,10 +208,12 @@ def sample_dit(
     batch_size: int = 250,
     guidance: float = 1.0,
     device: str | torch.device = "cpu",
+    classes: int | None = None,
 ) -> torch.Tensor:
-    """``n`` uint8 images, image i of class i mod num_classes and from seed + i."""
+    """``n`` uint8 images, image i of class i mod ``classes`` (None: ``dit.num_classes``) and
+    from seed + i."""
     model = model.to(device).eval()
-    classes = profile.dit.num_classes
+    classes = classes or profile.dit.num_classes
     shape = (profile.data.channels, profile.data.resolution, profile.data.resolution)
     out = []
     for start in range(0, n, batch_size):
@@ -228,17 +243,19 @@ def dit_backbone(profile: Profile, run_dir: str | Path, progress: bool = True):
     result = train_dit_teacher(profile, run_dir, progress)
     teacher = fix_label_dropout(result.ema.eval().requires_grad_(False))
     student, info = make_student(profile, teacher)
-    train_set, _ = load_splits(profile.data)
+    train_set, info["classes"] = dit_training_set(profile)
     res, ch = profile.data.resolution, profile.data.channels
     example = {
         "hidden_states": torch.randn(2, ch, res, res),
         "timestep": torch.tensor([10, 500]),
         "class_labels": torch.tensor([0, 1]),
     }
-    cfg = profile.dit_kd
+    cfg, classes = profile.dit_kd, info["classes"]
 
     def sampler(model, n, seed):
-        return sample_dit(model, profile, n, seed, cfg.kd.ddim_steps, guidance=cfg.guidance)
+        return sample_dit(
+            model, profile, n, seed, cfg.kd.ddim_steps, guidance=cfg.guidance, classes=classes
+        )
 
     backbone = Backbone(
         name=DIT_DIR,

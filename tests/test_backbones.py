@@ -8,15 +8,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from liftkd import backbone_kd, claims
+from liftkd import backbone_kd, claims, dit
 from liftkd.block_removal import bk_sdm_plan, remove_blocks
 from liftkd.checkpoints import load_model, save_model
 from liftkd.config import SettingsError, get_profile
+from liftkd.data import ImageSet
 from liftkd.diffusion import noise_scheduler
 from liftkd.distill import KDGroup, KDModule, kd_group_loss_fn
 from liftkd.dit import (
     calibration_blocks,
     calibration_loss,
+    dit_training_set,
     fix_label_dropout,
     make_student,
     paired_blocks,
@@ -104,6 +106,23 @@ def test_dit_student_round_trips_through_the_model_file(smoke, tmp_path):
     back = load_model(tmp_path / "s.pt")
     with torch.no_grad():
         assert torch.equal(student.eval()(**_dit_inputs()).sample, back(**_dit_inputs()).sample)
+
+
+def test_unlabelled_images_train_a_one_class_dit_and_too_many_classes_is_a_clear_error(
+    smoke, monkeypatch
+):
+    images = torch.zeros(6, 1, 8, 8, dtype=torch.uint8)
+    monkeypatch.setattr(dit, "load_splits", lambda cfg: (ImageSet(images, None), None))
+    train_set, classes = dit_training_set(smoke)
+    assert classes == 1 and torch.equal(train_set.labels, torch.zeros(6, dtype=torch.int64))
+
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    monkeypatch.setattr(dit, "load_splits", lambda cfg: (ImageSet(images, labels), None))
+    assert dit_training_set(smoke)[1] == 3  # samples cycle through the data's 3 classes
+    many = torch.tensor([0, 1, 2, 3, 4, smoke.dit.num_classes])
+    monkeypatch.setattr(dit, "load_splits", lambda cfg: (ImageSet(images, many), None))
+    with pytest.raises(ValueError, match=f"set dit.num_classes: {smoke.dit.num_classes + 1}"):
+        dit_training_set(smoke)
 
 
 def test_label_dropout_is_off_in_the_models_and_drawn_once_for_all(smoke):

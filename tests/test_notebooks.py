@@ -71,6 +71,10 @@ def test_smoke_profile_end_to_end(tmp_path, python):
     assert (figures / "05_fid_table.md").exists() and (figures / "05_fid_vs_ratio.png").exists()
     timings = (run_dir / "timings.txt").read_text()
     assert all(f"04_distill {job} (smoke)" in timings for job in jobs)
+    # claim 7's two backbones ran inside make reproduce, and row 7 is decided from them
+    assert "06_dit (smoke)" in timings and "07_latent (smoke)" in timings
+    row7 = next(line for line in claims.splitlines() if line.startswith("| 7 |"))
+    assert "DiT" in row7 and "latent" in row7
 
     # a trained student taken out, with its card, and sampled as a diffusers pipeline
     out = tmp_path / "exported"
@@ -145,6 +149,9 @@ def test_an_unlabelled_image_folder_runs_to_the_end_offline(tmp_path):
     claims = (figures / "claims.md").read_text()
     assert "autoencoder features" in claims and "classifier features" not in claims
     assert "autoencoder features" in (figures / "02_fid_before_finetuning.md").read_text()
+    # unlabelled images: the DiT path trains a one-class (unconditional) DiT
+    dit = json.loads((figures / "06_dit.json").read_text())["results"]
+    assert dit["student"]["classes"] == 1 and all(r["fid"] > 0 for r in dit["rows"])
 
 
 @pytest.mark.slow
