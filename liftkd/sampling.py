@@ -37,8 +37,12 @@ def initial_noise(n: int, shape: tuple[int, int, int], seed: int) -> torch.Tenso
     )
 
 
-def ddim_scheduler(train_scheduler: DDPMScheduler, num_inference_steps: int) -> DDIMScheduler:
-    sched = DDIMScheduler.from_config(train_scheduler.config)
+def ddim_scheduler(
+    train_scheduler: DDPMScheduler, num_inference_steps: int, clip_sample: bool = True
+) -> DDIMScheduler:
+    """The DDIM sampler of a training schedule. ``clip_sample`` clips each step's predicted x0 to
+    [-1, 1] (diffusers' default, right for images); latents are not bounded and must not be."""
+    sched = DDIMScheduler.from_config(train_scheduler.config, clip_sample=clip_sample)
     sched.set_timesteps(num_inference_steps)
     return sched
 
@@ -59,7 +63,7 @@ def ddim_sample(
     clamp: bool = True,
 ) -> torch.Tensor:
     """``n`` images of ``shape`` (C, H, W) by DDIM; uint8 by default, else floats in [-1, 1]
-    (``clamp=False``: as the sampler ends, for latents)."""
+    (``clamp=False``: for latents, neither each step's predicted x0 nor the result is clipped)."""
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     if eta != 0.0:
@@ -71,7 +75,7 @@ def ddim_sample(
     for start in batches:
         b = min(batch_size, n - start)
         x = initial_noise(b, shape, seed + start).to(device)
-        sched = ddim_scheduler(train_scheduler, num_inference_steps)
+        sched = ddim_scheduler(train_scheduler, num_inference_steps, clip_sample=clamp)
         for t in sched.timesteps:
             eps = eps_fn(x, t.expand(b).to(device))
             x = sched.step(eps, t, x, eta=eta).prev_sample

@@ -38,3 +38,21 @@ def test_bad_arguments(setup):
         ddim_sample(eps_fn, sched, 0, (1, 8, 8))
     with pytest.raises(ValueError, match="eta"):
         ddim_sample(eps_fn, sched, 2, (1, 8, 8), eta=1.0)
+
+
+def test_latents_are_not_clipped_at_any_step(setup):
+    """A data set of one point outside [-1, 1] (as latents are), and the exact eps for it: unclamped
+    DDIM lands on the point; clamped (for images) it cannot leave [-1, 1]. Clipping each step's
+    predicted x0, diffusers' default, made latent teachers score FID 192 instead of 13."""
+    _, sched = setup
+    x0 = torch.full((1, 4, 4), 3.0)
+    abar = sched.alphas_cumprod
+
+    def exact_eps(x, t):
+        a = abar[t].view(-1, 1, 1, 1)
+        return (x - a.sqrt() * x0) / (1 - a).sqrt()
+
+    kw = dict(n=2, shape=(1, 4, 4), num_inference_steps=10, progress=False, as_uint8=False)
+    free = ddim_sample(exact_eps, sched, clamp=False, **kw)
+    torch.testing.assert_close(free, x0.expand(2, 1, 4, 4), atol=1e-3, rtol=0)
+    assert ddim_sample(exact_eps, sched, **kw).abs().max() <= 1.0
