@@ -14,6 +14,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/$(RUN_NAME)
+# make names files by splitting on spaces: a run folder with one cannot be built (say so now)
+$(if $(word 2,$(RUN_DIR)),$(error the run folder '$(RUN_DIR)' (RUN_NAME or RUN_DIR) holds a \
+	space: make cannot name files there; use letters, digits, '-', '_' and '.'))
+$(if $(strip $(RUN_NAME)),,$(error RUN_NAME is empty (PROFILE='$(PROFILE)'): name the run, e.g. RUN_NAME=cpu))
+# OVERRIDES as one shell word, whatever quotes it holds
+OVERRIDES_ARG = '$(subst ','\'',$(OVERRIDES))'
+OVERRIDES_YAML = 'OVERRIDES: $(subst ','\'',$(OVERRIDES))'
 # the cpu profile's figures are the committed ones; other runs draw into their own folder
 FIGURES ?= $(if $(filter cpu,$(RUN_NAME)),figures,figures/$(RUN_NAME))
 NOTEBOOKS := 00_feature_extractor 01_teacher 02_pruning 03_error_decomposition
@@ -26,9 +33,10 @@ PAPERMILL := $(PY) -m papermill --log-output --no-progress-bar --start-timeout 3
 # SEEDS='0 1 2' replaces the profile's seeds.
 SEEDS ?=
 SWEEP = $(eval SWEEP := $(shell $(PY) -m liftkd.sweep list --profile $(PROFILE) \
-	--overrides '$(OVERRIDES)' $(if $(strip $(SEEDS)),--seeds $(SEEDS)) || echo LIST_FAILED))$(if \
+	--overrides $(OVERRIDES_ARG) $(if $(strip $(SEEDS)),--seeds $(SEEDS)) || echo LIST_FAILED))$(if \
 	$(filter LIST_FAILED,$(SWEEP)),$(error could not list the sweep's jobs; see why with: \
-	$(PY) -m liftkd.sweep list --profile $(PROFILE) --overrides '$(OVERRIDES)'),$(SWEEP))
+	$(PY) -m liftkd.sweep list --profile $(PROFILE) --overrides $(OVERRIDES_ARG) \
+	$(if $(strip $(SEEDS)),--seeds $(SEEDS))),$(SWEEP))
 SWEEP_RESULTS = $(patsubst %,$(RUN_DIR)/distill/%/results.json,$(SWEEP))
 # jobs at once in make reproduce, and torch threads per job (the cores shared between them)
 JOBS ?= 2
@@ -46,7 +54,7 @@ help: ## list the targets, target patterns and variables
 	@echo "  make $(RUN_DIR)/<notebook>.ipynb    one notebook of the run, e.g. make $(RUN_DIR)/01_teacher.ipynb"
 	@echo "Variables (value now):"
 	@echo "  PROFILE=$(PROFILE)      smoke | cpu | gpu"
-	@echo "  OVERRIDES='$(OVERRIDES)'    settings by dotted name, a YAML mapping: '{teacher.steps: 100}'"
+	@echo "  OVERRIDES="$(OVERRIDES_ARG)"    settings by dotted name, a YAML mapping: '{teacher.steps: 100}'"
 	@echo "  RUN_NAME=$(RUN_NAME)    a run with other settings gets its own name (folders below)"
 	@echo "  RUN_DIR=$(RUN_DIR)  FIGURES=$(FIGURES)    where runs and figures go"
 	@echo "  SEEDS='$(SEEDS)'    training seeds of the sweep (empty: the profile's)"
@@ -65,7 +73,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## create the project environment in .venv (done by every target that needs it)
 
 settings: $(STAMP) ## check PROFILE, OVERRIDES and the run folder before anything runs
-	@$(PY) -m liftkd.check_settings --profile $(PROFILE) --overrides '$(OVERRIDES)' --run-dir $(RUN_DIR)
+	@$(PY) -m liftkd.check_settings --profile $(PROFILE) --overrides $(OVERRIDES_ARG) \
+		--run-dir '$(subst ','\'',$(RUN_DIR))'
 
 reproduce: settings ## run every notebook of PROFILE (the sweep, then 06 and 07, JOBS at a time); results into figures/
 	@$(MAKE) --no-print-directory $(EXECUTED)
@@ -80,17 +89,20 @@ sweep: settings ## the KD jobs of notebook 04 (make -j2 sweep: two at once; SEED
 list-sweep: $(STAMP) ## the sweep's jobs for PROFILE and SEEDS, one per line
 	@printf '%s\n' $(SWEEP)
 
-# one KD job, e.g. make distill-main_r0.8_s0; done when its results.json exists
-distill-%: $(RUN_DIR)/distill/%/results.json
-	@:
+# one KD job, e.g. make distill-main_r0.8_s0; done when its results.json exists. The name is
+# checked before anything is built for it, and the results are asked for by name (a file make
+# reaches only through a pattern is an intermediate one, which it deletes when done)
+distill-%: settings
+	@$(PY) -m liftkd.sweep check --job $* --profile $(PROFILE) --overrides $(OVERRIDES_ARG)
+	@$(MAKE) --no-print-directory $(RUN_DIR)/distill/$*/results.json
 
 $(RUN_DIR)/distill/%/results.json: notebooks/04_distill.ipynb $(RUN_DIR)/02_pruning.ipynb | settings
 	@mkdir -p $(@D) $(FIGURES)
 	@start=$$(date +%s); \
 	$(if $(LAUNCH),$(LAUNCH) -m liftkd.sweep train --profile $(PROFILE) --run-dir $(RUN_DIR) \
-		--job $* --overrides '$(OVERRIDES)' &&) \
+		--job $* --overrides $(OVERRIDES_ARG) &&) \
 	$(PAPERMILL) $< $(@D)/04_distill.partial.ipynb -p PROFILE $(PROFILE) -p RUN_DIR $(RUN_DIR) \
-		-p FIGURES_DIR $(FIGURES) -p JOB $* -p THREADS $(THREADS) -y "OVERRIDES: $(OVERRIDES)" \
+		-p FIGURES_DIR $(FIGURES) -p JOB $* -p THREADS $(THREADS) -y $(OVERRIDES_YAML) \
 	&& mv $(@D)/04_distill.partial.ipynb $(@D)/04_distill.ipynb \
 	&& echo "04_distill $* ($(PROFILE)): $$(( $$(date +%s) - start )) s" | tee -a $(RUN_DIR)/timings.txt
 
@@ -99,7 +111,7 @@ $(RUN_DIR)/%.ipynb: notebooks/%.ipynb | settings
 	@mkdir -p $(RUN_DIR) $(FIGURES)
 	@start=$$(date +%s); \
 	$(PAPERMILL) $< $@.partial.ipynb -p PROFILE $(PROFILE) -p RUN_DIR $(RUN_DIR) -p FIGURES_DIR $(FIGURES) \
-		-y "OVERRIDES: $(OVERRIDES)" \
+		-y $(OVERRIDES_YAML) \
 	&& mv $@.partial.ipynb $@ \
 	&& echo "$* ($(PROFILE)): $$(( $$(date +%s) - start )) s" | tee -a $(RUN_DIR)/timings.txt
 
@@ -126,7 +138,7 @@ $(BACKBONES): $(RUN_DIR)/%.ipynb: notebooks/%.ipynb $(RUN_DIR)/00_feature_extrac
 	@mkdir -p $(RUN_DIR) $(FIGURES)
 	@start=$$(date +%s); \
 	$(PAPERMILL) $< $@.partial.ipynb -p PROFILE $(PROFILE) -p RUN_DIR $(RUN_DIR) -p FIGURES_DIR $(FIGURES) \
-		-p THREADS $(THREADS) -y "OVERRIDES: $(OVERRIDES)" \
+		-p THREADS $(THREADS) -y $(OVERRIDES_YAML) \
 	&& mv $@.partial.ipynb $@ \
 	&& echo "$* ($(PROFILE)): $$(( $$(date +%s) - start )) s" | tee -a $(RUN_DIR)/timings.txt
 $(RUN_DIR)/05_results.ipynb: $(wildcard $(RUN_DIR)/06_dit.ipynb $(RUN_DIR)/07_latent.ipynb)
@@ -154,8 +166,14 @@ lint: $(STAMP) ## fix what ruff can fix, and format
 lab: $(STAMP) ## JupyterLab on the notebooks
 	$(PY) -m jupyter lab notebooks
 
-clean-runs: ## delete the run folder of PROFILE (checkpoints, executed notebooks)
-	rm -rf $(RUN_DIR)
+# only a folder inside runs/ (never runs/ itself, the project, or a folder above it)
+clean-runs: ## delete the run folder of RUN_NAME (checkpoints, executed notebooks)
+	@d=$$(realpath -m -- '$(subst ','\'',$(RUN_DIR))'); r=$$(realpath -m runs); \
+	case "$$d" in \
+	"$$r"/?*) echo "deleting $$d"; rm -rf -- "$$d" ;; \
+	*) echo "error: clean-runs deletes a run folder inside $$r; '$(RUN_DIR)' is $$d," \
+		"not one (delete it yourself if you mean it)" >&2; exit 2 ;; \
+	esac
 
 clean: ## delete every run folder and the environment
 	rm -rf runs $(VENV)

@@ -29,6 +29,7 @@ from liftkd.claims import convergence
 from liftkd.config import BackboneKDConfig, Profile
 from liftkd.diffusion import noise_scheduler
 from liftkd.distill import KDGroup, KDModule, distill_group
+from liftkd.locks import claim
 from liftkd.objectives import build_objective, label, parse_spec
 from liftkd.runs import append_row, load_torch, read_rows
 from liftkd.sweep.evaluation import fid_with_se
@@ -78,7 +79,8 @@ def train_job(
     run_dir: str | Path,
     progress: bool = True,
 ) -> TrainResult:
-    """Train (or resume, or find finished) the job of ``seed``."""
+    """Train (or resume, or find finished) the job of ``seed`` (one process at a time)."""
+    claim(job_dir(run_dir, backbone.name, seed), f"the {backbone.name} KD job of seed {seed}")
     students, objectives = build_members(backbone, cfg.objectives, seed)
     train_cfg = replace(cfg.train, seed=seed)
     every = eval_steps(train_cfg.steps, cfg.evaluations)[0]
@@ -114,6 +116,7 @@ def evaluate_job(
     """FID (with its standard error) of every student at every evaluation step; the last step
     also on ``cfg.final_samples`` images. Cached in ``evals.csv``."""
     d = job_dir(run_dir, backbone.name, seed)
+    claim(d, f"the {backbone.name} KD job of seed {seed}")  # one process appends to evals.csv
     path = d / EVALS
     done = {(r["objective"], int(r["step"])) for r in read_rows(path)}
     students, objectives = build_members(backbone, cfg.objectives, seed)

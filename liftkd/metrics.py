@@ -78,8 +78,12 @@ def fidelity(
     import torch_fidelity
 
     n = min(len(generated), len(reference))
-    if n < 2:
-        raise ValueError("fidelity needs at least 2 images on each side")
+    if n <= PRC_NEIGHBOURS:
+        raise ValueError(
+            f"precision and recall compare each image with its {PRC_NEIGHBOURS} nearest "
+            f"neighbours: both sides need at least {PRC_NEIGHBOURS + 1} images, got "
+            f"{len(generated)} generated and {len(reference)} reference images"
+        )
     named, channels = _extractor_kwargs(extractor, weights_path)
     m = torch_fidelity.calculate_metrics(
         input1=_TensorImages(generated, channels),

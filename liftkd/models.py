@@ -62,21 +62,77 @@ def build_dit(cfg: DiTConfig, resolution: int, channels: int) -> DiTTransformer2
     )
 
 
-def load_unet(source: str | Path) -> UNet2DModel:
+def check_unet_folder(folder: Path, channels: int | None = None) -> Path | None:
+    """The sub-folder (``None`` or ``"unet"``) of a saved ``UNet2DModel`` in ``folder``, read
+    from its ``config.json`` alone; a folder of another model, or for images of other channels
+    than ``channels``, is a ValueError that says what it holds."""
+    import json
+
+    sub = "unet" if (folder / "unet" / "config.json").exists() else None
+    config = folder / (sub or "") / "config.json"
+    if not config.exists():
+        raise FileNotFoundError(
+            f"{folder} holds no UNet2DModel: expected config.json there or in unet/"
+        )
+    try:
+        cfg = json.loads(config.read_text())
+    except ValueError as err:
+        raise ValueError(f"{config} cannot be read: {err}") from None
+    cls = cfg.get("_class_name")
+    if cls != "UNet2DModel":
+        raise ValueError(
+            f"{config} describes a {cls or 'model of no named class'}, not a UNet2DModel: the "
+            "teacher must be a diffusers UNet2DModel (saved with save_pretrained)"
+        )
+    if channels is not None and cfg.get("in_channels") != channels:
+        raise ValueError(
+            f"{folder} is a UNet2DModel for {cfg.get('in_channels')}-channel images, and the "
+            f"data has {channels} (data.channels); give a teacher of the data's channels or set "
+            f"data.channels: {cfg.get('in_channels')}"
+        )
+    return sub
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the model hub answers a connection within ``timeout`` seconds (offline machines
+    otherwise spend most of a minute on diffusers' retries before failing)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_unet(source: str | Path, channels: int | None = None) -> UNet2DModel:
     """A trained ``UNet2DModel`` from a local folder or a hub id.
 
     The folder (or hub repository) holds the model at its root, as ``save_pretrained`` writes
-    it, or in a ``unet/`` sub-folder, as a saved diffusers pipeline does.
+    it, or in a ``unet/`` sub-folder, as a saved diffusers pipeline does. With ``channels``, a
+    teacher for images of other channels is refused.
     """
     source = str(source)
     local = Path(source)
     if local.exists():
-        sub = "unet" if (local / "unet" / "config.json").exists() else None
-        if sub is None and not (local / "config.json").exists():
-            raise FileNotFoundError(
-                f"{local} holds no UNet2DModel: expected config.json there or in unet/"
-            )
+        sub = check_unet_folder(local, channels)
         return UNet2DModel.from_pretrained(local, subfolder=sub)
+    offline = (
+        f"could not load a UNet2DModel from {source!r}: it is not a local folder, and the hub "
+        "is out of reach (offline machines: download it once elsewhere and pass the folder)"
+    )
+    cached = _from_cache(source)
+    if cached is not None:
+        return cached
+    if not _hub_reachable():
+        raise OSError(offline)
     try:
         return UNet2DModel.from_pretrained(source)
     except OSError:
@@ -88,3 +144,13 @@ def load_unet(source: str | Path) -> UNet2DModel:
                 "hub is out of reach or has no such model (offline machines: download it once "
                 "elsewhere and pass the folder)"
             ) from err
+
+
+def _from_cache(source: str) -> UNet2DModel | None:
+    """The hub model ``source`` from the local hub cache, without the network; None if absent."""
+    for sub in (None, "unet"):
+        try:
+            return UNet2DModel.from_pretrained(source, subfolder=sub, local_files_only=True)
+        except (OSError, ValueError):
+            continue
+    return None

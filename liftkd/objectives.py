@@ -8,6 +8,9 @@ table prints (``LIFT+PLACE (K=16, w=1)``).
 
 from __future__ import annotations
 
+import inspect
+import math
+
 import torch
 import torch.nn as nn
 
@@ -50,6 +53,7 @@ def build_objective(
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}")
     cls = OBJECTIVES[name]
+    check_options(name, options)
     if name in _FEATURE_OBJECTIVES and student is not None and teacher is not None:
         if example_inputs is None:
             raise ValueError("feature objectives need example_inputs to size their adapters")
@@ -60,6 +64,70 @@ def build_objective(
 
         options.setdefault("tokens", isinstance(student, DiTTransformer2DModel))
     return cls(**options)
+
+
+# options that weigh a term (0 turns it off) and options that must be above 0
+_WEIGHTS = {"lam", "lam_f", "lam_out", "lam_feat", "feat_weight", "beta", "gamma", "alpha"}
+_WEIGHTS |= {"feat_start", "n_std"}
+_POSITIVE = {"var_eps", "coarse_scale"}
+# options build_objective fills in from the models, not the user's to set in a spec
+_INTERNAL = {"student_widths", "teacher_widths", "tokens", "teacher_blocks", "normalised"}
+_INTERNAL |= {"required"}
+
+
+def options_of(name: str) -> list[str]:
+    """The options a spec may give the objective ``name`` (its constructor's, by name)."""
+    cls = OBJECTIVES[name]
+    names = set()
+    for klass in cls.__mro__:  # PLACE passes **kwargs on to LIFT
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            names |= {
+                p.name
+                for p in inspect.signature(init).parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
+            }
+        if klass is Objective:
+            break
+    return sorted(names - _INTERNAL)
+
+
+def check_options(name: str, options: dict) -> None:
+    """Refuse an option ``name`` does not have, or a weight that is not a number >= 0 (> 0 for
+    ``var_eps`` and ``coarse_scale``), before the objective is built."""
+    valid = options_of(name)
+    for key, value in options.items():
+        if key in _INTERNAL:
+            continue
+        if key not in valid:
+            raise ValueError(
+                f"objective {name!r} has no option {key!r}; its options: {', '.join(valid)}"
+            )
+        if key in _WEIGHTS | _POSITIVE:
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if (
+                not number
+                or not math.isfinite(value)
+                or value < 0
+                or (key in _POSITIVE and value == 0)
+            ):
+                need = "above 0" if key in _POSITIVE else "0 or more"
+                raise ValueError(
+                    f"objective {name!r}: option {key} must be a number {need}, got {value!r}"
+                )
+
+
+def check_spec(spec: str, group_size: int | None = None) -> tuple[str, dict]:
+    """``parse_spec`` and the objective built once from the spec's options alone: every bad
+    option value is an error naming the spec, as the settings check gives it before a run."""
+    name, options = parse_spec(spec, group_size)
+    # feature objectives are built here with one stand-in level of adapters (8 channels)
+    stand_in = {"student_widths": [8], "teacher_widths": [8]} if name in _FEATURE_OBJECTIVES else {}
+    try:
+        build_objective(name, **stand_in, **options)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"objective spec {spec!r}: {err}") from None
+    return name, options
 
 
 def parse_spec(spec: str, group_size: int | None = None) -> tuple[str, dict]:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from liftkd.features import FitNetAdapters
-from liftkd.lift import lift_terms
+from liftkd.lift import COARSE_NORMS, lift_terms
 from liftkd.losses import LossOutput, Objective, check_outputs
 
 KD_TERMS = ("outkd", "lift", "lift+place")
@@ -70,6 +70,14 @@ class RecipeKD(Objective):
             raise ValueError(f"kd must be one of {KD_TERMS}, got {kd!r}")
         if schedule not in ("adaptive", "none"):
             raise ValueError(f"schedule must be 'adaptive' or 'none' here, got {schedule!r}")
+        if coarse not in COARSE_NORMS:
+            raise ValueError(f"coarse must be one of {COARSE_NORMS}, got {coarse!r}")
+        if kd == "lift+place" and (
+            isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 2
+        ):
+            raise ValueError(
+                f"group_size (PLACE's K) must be a whole number of at least 2, got {group_size!r}"
+            )
         self.kd, self.coarse, self.schedule = kd, coarse, schedule
         self.group_size = group_size if kd == "lift+place" else None
 

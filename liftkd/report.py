@@ -17,7 +17,7 @@ from pathlib import Path
 from liftkd.claims import convergence, mean_fid
 from liftkd.objectives import label
 from liftkd.runs import load_torch
-from liftkd.sweep.jobs import FINAL_SAMPLES, job_dir, plan
+from liftkd.sweep.jobs import FINAL_SAMPLES, check_result_settings, job_dir, plan
 
 
 def _num(x) -> float:
@@ -107,7 +107,8 @@ def load_jobs(folder: str | Path, profile=None) -> list[dict]:
     """Every job result in ``folder`` (its ``results`` with ``meta`` beside), sorted by name.
     With ``profile``, only the results of that profile's sweep: its name, and a (group, ratio)
     that its plan trains (any seed), so that files of an earlier plan left in the folder are not
-    mixed in."""
+    mixed in; a job of the plan made with other settings (steps, objectives, evaluations) is an
+    error naming them, never mixed in."""
     wanted = None
     if profile is not None:
         wanted = {(j.group, float(j.ratio)) for j in plan(profile)}
@@ -122,6 +123,8 @@ def load_jobs(folder: str | Path, profile=None) -> list[dict]:
             or (res.get("group"), float(res.get("ratio", -1))) not in wanted
         ):
             continue
+        if profile is not None:
+            check_result_settings(path, blob, profile)
         jobs.append({**res, "meta": blob.get("meta", {})})
     if not jobs:
         raise FileNotFoundError(

@@ -9,7 +9,7 @@ model, noise schedule, training), the students (pruning); a later call with othe
 is refused, with the differences, instead of silently reusing the old teacher.
 
 Also here: tables that grow one row at a time and survive an interruption (``append_row``,
-``read_rows``), and a file lock for results that two jobs of ``make -j2`` may both ask for.
+``read_rows``). Locks on files and folders are in :mod:`liftkd.locks`.
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
-import fcntl
+import io
 import json
 import os
 import platform
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -160,23 +159,36 @@ def load_torch(path: str | Path, what: str, remedy: str = "delete it to have it 
         ) from None
 
 
+def _whole_rows(path: Path) -> str:
+    """The table's text up to its last complete row: every row ``append_row`` writes ends with
+    a line break, so text after the last one is a row cut short (a full disk, a copy broken
+    off), dropped here so that it is measured again rather than read half."""
+    text = path.read_text() if path.exists() else ""
+    if text and not text.endswith("\n"):
+        cut = text[text.rfind("\n") + 1 :]
+        warnings.warn(
+            f"{path}: its last row was cut short ({cut[:60]!r}); it is left out", stacklevel=3
+        )
+        text = text[: len(text) - len(cut)]
+    return text
+
+
 def read_rows(path: str | Path) -> list[dict]:
-    """The rows of a CSV table written by ``append_row``, values parsed (empty cells are None)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return [
-            {k: parse_scalar(v) if v != "" else None for k, v in row.items()}
-            for row in csv.DictReader(f)
-        ]
+    """The rows of a CSV table written by ``append_row``, values parsed (empty cells are None);
+    a last row cut short is left out."""
+    text = _whole_rows(Path(path))
+    return [
+        {k: parse_scalar(v) if v != "" else None for k, v in row.items()}
+        for row in csv.DictReader(io.StringIO(text, newline=""))
+    ]
 
 
 def append_row(path: str | Path, row: dict, columns: list[str]) -> None:
     """Add one row to a CSV table (header first if new). The table is rewritten to a temporary
-    file and renamed, so an interruption leaves the previous rows whole."""
+    file and renamed, so an interruption leaves the previous rows whole (and a row cut short by
+    something else is dropped before the new one is added)."""
     path = Path(path)
-    old = path.read_text() if path.exists() else ""
+    old = _whole_rows(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w", newline="") as f:
         f.write(old)
@@ -187,19 +199,6 @@ def append_row(path: str | Path, row: dict, columns: list[str]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-@contextmanager
-def locked(path: str | Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path``'s ``.lock`` file (one process at a time inside)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 SETTINGS_DIR = "settings"
@@ -229,8 +228,7 @@ _MAY_CHANGE = {
 def _flat(tree: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in tree.items():
-        key = f"{prefix}{k}"
-        out.update(_flat(v, key + ".") if isinstance(v, dict) else {key: v})
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
     return out
 
 
@@ -238,10 +236,8 @@ def shaping_settings(profile: Any, part: str) -> dict:
     """The settings of ``profile`` that shape ``part`` ("teacher", "students", "dit" or
     "latent"), flattened."""
     every = _flat(_jsonable(profile.to_dict()))
-    if part in ("dit", "latent"):
-        names = SHAPING[part]
-    else:
-        names = SHAPING["teacher"] + (SHAPING["students"] if part == "students" else ())
+    names = SHAPING["teacher"] + (SHAPING["students"] if part == "students" else ())
+    names = SHAPING[part] if part in ("dit", "latent") else names
     return {
         k: v
         for k, v in every.items()
@@ -249,21 +245,40 @@ def shaping_settings(profile: Any, part: str) -> dict:
     }
 
 
-def remember(run_dir: str | Path, part: str, profile: Any, write: bool = True) -> None:
-    """Refuse to reuse ``run_dir``'s ``part`` if it was made with other shaping settings; record
-    them the first time (unless ``write`` is False: a check only)."""
-    path = Path(run_dir) / SETTINGS_DIR / f"{part}.json"
-    now = shaping_settings(profile, part)
+def settings_diff(before: dict, now: dict) -> str:
+    """``"name: old -> new, ..."`` over the settings that differ; empty when none does."""
+    changed = {
+        k: (before.get(k), now.get(k)) for k in {*before, *now} if before.get(k) != now.get(k)
+    }
+    return ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
+
+
+def read_settings(path: str | Path, what: str) -> dict:
+    """A settings record written by :func:`remember_at`; a damaged one is named, with what to do."""
+    path = Path(path)
+    try:
+        saved = json.loads(path.read_text())
+        if not isinstance(saved, dict):
+            raise ValueError(f"a {type(saved).__name__}, not a mapping of settings")
+        return saved
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CorruptFileError(
+            f"{path} (the settings {what} was made with) cannot be read: "
+            f"{type(err).__name__}: {str(err)[:160]}; if it was made with the settings you give "
+            "now, delete this file to have it written again, else delete the folder it describes"
+        ) from None
+
+
+def remember_at(path: str | Path, now: dict, what: str, write: bool = True) -> None:
+    """Refuse ``what`` if the settings recorded at ``path`` differ from ``now``; record ``now``
+    the first time (unless ``write`` is False: a check only)."""
+    path = Path(path)
     if path.exists():
-        before = json.loads(path.read_text())
-        changed = {
-            k: (before.get(k), now.get(k)) for k in {*before, *now} if before.get(k) != now.get(k)
-        }
-        if changed:
-            diff = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
+        diff = settings_diff(read_settings(path, what), now)
+        if diff:
             raise SettingsError(
-                f"the run folder {run_dir} holds a {part.rstrip('s')} made with other settings "
-                f"({diff}); use another RUN_NAME (make ... RUN_NAME=<new name>) or delete the folder"
+                f"{what} was made with other settings ({diff}); use another RUN_NAME "
+                "(make ... RUN_NAME=<new name>) or delete the folder"
             )
         return
     if write:
@@ -271,3 +286,14 @@ def remember(run_dir: str | Path, part: str, profile: Any, write: bool = True) -
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(now, indent=1, sort_keys=True) + "\n")
         os.replace(tmp, path)
+
+
+def remember(run_dir: str | Path, part: str, profile: Any, write: bool = True) -> None:
+    """Refuse to reuse ``run_dir``'s ``part`` if it was made with other shaping settings; record
+    them the first time (unless ``write`` is False: a check only)."""
+    remember_at(
+        Path(run_dir) / SETTINGS_DIR / f"{part}.json",
+        shaping_settings(profile, part),
+        f"the {part.rstrip('s')} of the run folder {run_dir}",
+        write,
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from liftkd.config import Profile, SettingsError, get_profile, parse_overrides
+from liftkd.config import Profile, SettingsError, resolve_profile
 from liftkd.data import load_splits
 from liftkd.diffusion import forward_noise, noise_scheduler
 from liftkd.losses import task_loss
@@ -64,7 +64,7 @@ def get_teacher(
     Refuses a run folder whose teacher was made with other data, model or training settings."""
     remember(run_dir, "teacher", profile)
     if profile.pretrained_teacher is not None:
-        return load_unet(profile.pretrained_teacher).eval(), None
+        return load_unet(profile.pretrained_teacher, profile.data.channels).eval(), None
     result = train_teacher(profile, run_dir, progress)
     out = Path(run_dir) / TEACHER_DIR / MODEL_DIR
     if result.steps_run > 0 or not (out / "config.json").exists():
@@ -116,9 +116,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
-        profile = get_profile(
+        profile = resolve_profile(
             args.profile,
-            **parse_overrides(args.overrides),
+            args.overrides,
             **{"teacher.steps": args.steps, "teacher.checkpoint_every": args.checkpoint_every},
         )
         _, result = get_teacher(profile, args.run_dir, progress=not args.no_progress)

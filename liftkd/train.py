@@ -56,6 +56,7 @@ from tqdm.auto import tqdm
 
 from liftkd.config import TrainConfig
 from liftkd.data import to_model_range
+from liftkd.locks import exclusive
 from liftkd.runs import load_torch, save_torch
 
 CHECKPOINT = "checkpoint.pt"
@@ -183,7 +184,39 @@ def train(
     snapshot_every: int | None = None,
     labels: torch.Tensor | None = None,
 ) -> TrainResult:
-    """Train ``model`` on uint8 ``images`` or float latents (N, C, H, W); see the module docstring."""
+    """Train ``model`` on uint8 ``images`` or float latents (N, C, H, W); see the module docstring.
+
+    One process at a time trains in ``run_dir``: a second one is refused at once
+    (:class:`liftkd.locks.FolderBusyError`) rather than racing the first for its checkpoint."""
+    with exclusive(run_dir, f"training {desc!r}"):
+        return _train(
+            model,
+            loss_fn,
+            images,
+            cfg,
+            run_dir,
+            desc,
+            progress,
+            accelerator,
+            keep_snapshots,
+            snapshot_every,
+            labels,
+        )
+
+
+def _train(
+    model,
+    loss_fn,
+    images,
+    cfg,
+    run_dir,
+    desc,
+    progress,
+    accelerator,
+    keep_snapshots,
+    snapshot_every,
+    labels,
+) -> TrainResult:
     if images.ndim != 4 or not (images.dtype == torch.uint8 or images.is_floating_point()):
         raise ValueError(
             "images must be uint8 pixels or float latents (N, C, H, W), got "

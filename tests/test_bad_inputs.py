@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from liftkd.config import SettingsError, get_profile, parse_overrides
+from liftkd.config import SettingsError, get_profile, parse_overrides, resolve_profile
 from liftkd.models import build_unet
 
 PY = sys.executable
@@ -105,7 +105,7 @@ CASES = [
         "final FID on too few images for its parts",
         _profile(**{"distill.final_samples": 7}),
         SettingsError,
-        r"final_samples 7 is below 2 x distill.fid_parts",
+        r"final_samples 7 is below 6 x distill.fid_parts",
     ),
     (
         "one ratio out of range",
@@ -181,6 +181,72 @@ CASES = [
         r"must be a mapping of settings.*\[1, 2\]",
     ),
     ("overrides not YAML", lambda: parse_overrides("{a: [}"), SettingsError, r"are not YAML"),
+    (
+        "override without a space after the colon",
+        lambda: parse_overrides("{teacher.steps:5}"),
+        SettingsError,
+        r"'teacher.steps:5' has no value; YAML needs a space after the colon: '\{teacher.steps: 5\}'",
+    ),
+    (
+        "override with no value",
+        lambda: parse_overrides("{teacher.steps: }"),
+        SettingsError,
+        r"override 'teacher.steps' has no value",
+    ),
+    (
+        "nested override with no value",
+        lambda: parse_overrides({"teacher": {"steps": None}}),
+        SettingsError,
+        r"override 'teacher.steps' has no value",
+    ),
+    (
+        "profile name as an override",
+        _profile(name="gpu"),
+        SettingsError,
+        r"the profile's name is not a setting \(an override gave 'gpu'\).*PROFILE=",
+    ),
+    (
+        "a setting given as an override and as a parameter",
+        lambda: resolve_profile("smoke", "{teacher.steps: 100}", **{"teacher.steps": 5}),
+        SettingsError,
+        r"'teacher.steps' is given twice: 100 in the overrides and 5 as a parameter",
+    ),
+    (
+        "seed negative",
+        _profile(**{"distill.seeds": [0, -1]}),
+        SettingsError,
+        r"'distill.seeds' \(entry 1\) = -1.*greater than or equal to 0",
+    ),
+    (
+        "seed overflows the generators",
+        _profile(**{"teacher.seed": 2**64}),
+        SettingsError,
+        r"'teacher.seed' = 18446744073709551616.*less than 4294967296",
+    ),
+    (
+        "resolution the latent path cannot halve",
+        _profile(**{"data.resolution": 10}),
+        SettingsError,
+        r"data.resolution 10 cannot be taken.*latent path divides it by 2.*multiple of 4; choose",
+    ),
+    (
+        "resolution the DiT cannot cut into patches",
+        _profile(**{"data.resolution": 12, "dit.patch_size": 8}),
+        SettingsError,
+        r"data.resolution 12 .*patches of dit.patch_size, so it must be a multiple of 8",
+    ),
+    (
+        "KD steps that evaluations cannot divide",
+        _profile(**{"distill.steps": [21, 20]}),
+        SettingsError,
+        r"distill.steps \[21, 20\]: \[21\] cannot be cut into distill.evaluations = 2",
+    ),
+    (
+        "FID parts of fewer images than precision and recall need",
+        _profile(**{"distill.eval_samples": 20}),
+        SettingsError,
+        r"eval_samples 20 is below 6 x distill.fid_parts \(4\)",
+    ),
     # data
     (
         "missing image folder",
@@ -225,6 +291,82 @@ CASES = [
     ("gradient criterion without images", _prune(0.5, "diff-pruning"), Exception, r"needs images"),
     # objectives
     ("unknown objective", _objective("lift+plac"), ValueError, r"unknown objective 'lift\+plac'"),
+    (
+        "lam negative",
+        _objective("lift", lam=-1),
+        ValueError,
+        r"objective 'lift': option lam must be a number 0 or more, got -1",
+    ),
+    (
+        "OutKD lam negative",
+        _objective("outkd", lam=-0.5),
+        ValueError,
+        r"option lam must be a number 0 or more, got -0.5",
+    ),
+    (
+        "var_eps negative",
+        _objective("lift+place", var_eps=-1),
+        ValueError,
+        r"option var_eps must be a number above 0, got -1",
+    ),
+    (
+        "var_eps zero on the class",
+        lambda: __import__("liftkd.lift").lift.LIFT(var_eps=0.0),
+        ValueError,
+        r"var_eps must be a number above 0, got 0.0",
+    ),
+    (
+        "PLACE given a bare number",
+        lambda: __import__("liftkd.lift").lift.PLACE(1e-7),
+        TypeError,
+        r"PLACE takes its options by name, e.g. PLACE\(group_size=16, lam=1.0\); got 1e-07",
+    ),
+    (
+        "LIFT given a bare number",
+        lambda: __import__("liftkd.lift").lift.LIFT(1e-7),
+        TypeError,
+        r"LIFT takes its options by name.*got 1e-07 without a name",
+    ),
+    (
+        "spec option not a number",
+        lambda: __import__("liftkd.objectives").objectives.check_spec("lift+place:group_size=abc"),
+        ValueError,
+        r"spec 'lift\+place:group_size=abc'.*whole number of at least 2, got 'abc'",
+    ),
+    (
+        "spec coarse scale negative",
+        lambda: __import__("liftkd.objectives").objectives.check_spec("lift:coarse_scale=-1"),
+        ValueError,
+        r"spec 'lift:coarse_scale=-1'.*coarse_scale must be a number above 0, got -1",
+    ),
+    (
+        "spec unknown coarse norm",
+        lambda: __import__("liftkd.objectives").objectives.check_spec("lift:coarse=l3"),
+        ValueError,
+        r"spec 'lift:coarse=l3'.*coarse must be one of \('l1', 'l2'\), got 'l3'",
+    ),
+    (
+        "spec unknown option",
+        lambda: __import__("liftkd.objectives").objectives.check_spec("lift+place:foo=1"),
+        ValueError,
+        r"'lift\+place' has no option 'foo'; its options: coarse, coarse_scale, .*var_eps",
+    ),
+    (
+        "recipe spec with a bad K",
+        lambda: __import__("liftkd.objectives").objectives.check_spec(
+            "bksdm:kd=lift+place,group_size=abc"
+        ),
+        ValueError,
+        r"spec 'bksdm:kd=lift\+place,group_size=abc'.*at least 2, got 'abc'",
+    ),
+    (
+        "metrics on fewer images than precision and recall need",
+        lambda: __import__("liftkd.metrics").metrics.fidelity(
+            torch.zeros(3, 1, 8, 8, dtype=torch.uint8), torch.zeros(20, 1, 8, 8, dtype=torch.uint8)
+        ),
+        ValueError,
+        r"5 nearest neighbours: both sides need at least 6 images, got 3 generated and 20",
+    ),
     (
         "K not whole number",
         _objective("lift+place", group_size=2.7),
@@ -291,6 +433,14 @@ CASES = [
         ),
         ValueError,
         r"ratio 0.7 is not in the profile's distill.ratios",
+    ),
+    (
+        "job of a negative seed",
+        lambda: __import__("liftkd.sweep.jobs").sweep.jobs.job_from_name(
+            get_profile("smoke"), "main_r0.5_s-1"
+        ),
+        ValueError,
+        r"a job's seed must be a whole number from 0 to 2\^32 - 1, got -1",
     ),
 ]
 

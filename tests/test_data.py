@@ -34,12 +34,12 @@ def test_image_folder_with_class_subfolders(tmp_path):
     rng = np.random.default_rng(0)
     for cls in ["cats", "dogs"]:
         (tmp_path / cls).mkdir()
-        for i in range(10):
+        for i in range(15):  # 3 of each class held out: the 6 the metrics need
             arr = rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)  # not square: centre-cropped
             Image.fromarray(arr).save(tmp_path / cls / f"{i}.png")
     tr, ho = load_splits(DataConfig(name="folder", resolution=8, channels=3, path=str(tmp_path)))
-    assert tr.images.shape[1:] == (3, 8, 8) and len(tr) + len(ho) == 20
-    assert sorted(torch.cat([tr.labels, ho.labels]).tolist()) == [0] * 10 + [1] * 10
+    assert tr.images.shape[1:] == (3, 8, 8) and len(tr) + len(ho) == 30
+    assert sorted(torch.cat([tr.labels, ho.labels]).tolist()) == [0] * 15 + [1] * 15
 
 
 def test_image_folder_errors(tmp_path):

@@ -116,6 +116,27 @@ def test_smoke_profile_end_to_end(tmp_path, python):
     assert "0 steps run now" in redo.stdout + redo.stderr
     assert (run_dir / "distill" / "main_r0.9_s0" / "evals.csv").read_text() == evals
 
+    # the README's one-job target keeps what it made (make used to delete results.json as an
+    # intermediate file at the end, so the job counted as unfinished and export refused it)
+    results = run_dir / "distill" / "main_r0.9_s0" / "results.json"
+    results.unlink()
+    one = subprocess.run([*make, "distill-main_r0.9_s0"], cwd=REPO, capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-4000:]
+    assert results.exists() and "rm " not in one.stdout + one.stderr
+    assert (run_dir / "distill" / "main_r0.9_s0" / "evals.csv").read_text() == evals
+
+    # the finished sweep asked for with other settings: refused before anything runs, not
+    # "up to date" (and notebook 05 then mixing the old jobs in)
+    before = (run_dir / "timings.txt").read_text()
+    changed = subprocess.run(
+        [*make, "reproduce", "OVERRIDES={distill.steps: [40, 40]}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert changed.returncode != 0 and "train.steps: 20 -> 40" in changed.stderr, changed.stderr
+    assert (run_dir / "timings.txt").read_text() == before
+
 
 def _unlabelled_folder(path, n=300):
     """sklearn's 8x8 digits written as PNG files in one flat folder: no class sub-folders."""

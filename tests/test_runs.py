@@ -6,7 +6,8 @@ import threading
 import time
 
 from liftkd.config import get_profile
-from liftkd.runs import append_row, git_commit, locked, read_results, read_rows, write_results
+from liftkd.locks import locked
+from liftkd.runs import append_row, git_commit, read_results, read_rows, write_results
 
 
 def test_results_carry_config_versions_and_notebook(tmp_path):

@@ -29,9 +29,18 @@ from liftkd.data import load_splits, to_model_range
 from liftkd.diffusion import noise_scheduler
 from liftkd.distill import KDGroup, KDModule
 from liftkd.evaluation import features_label, fid_parts, floor, reference_points, sample, score
+from liftkd.locks import claim, locked
 from liftkd.metrics import count_parameters
-from liftkd.runs import append_row, load_torch, locked, read_rows, save_torch
-from liftkd.sweep.jobs import EVALS, FINAL_SAMPLES, REFERENCE, Job, job_dir, sweep_dir
+from liftkd.runs import append_row, load_torch, read_rows, save_torch
+from liftkd.sweep.jobs import (
+    EVALS,
+    FINAL_SAMPLES,
+    REFERENCE,
+    Job,
+    job_dir,
+    remember_job,
+    sweep_dir,
+)
 from liftkd.sweep.training import build_group
 from liftkd.train import snapshot_path
 
@@ -84,6 +93,8 @@ def evaluate_job(
     Step 0 is the pruned student before any training, the same for every objective. The
     samples of the last step are kept in ``samples_final.pt`` for the figures."""
     d = job_dir(run_dir, job)
+    claim(d, f"the KD job {job.name}")  # one process appends to its evals.csv
+    remember_job(run_dir, job, profile)
     path = d / EVALS
     done = {(r["objective"], int(r["step"])) for r in read_rows(path)}
     ev = eval_profile(profile)

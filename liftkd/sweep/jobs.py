@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 from liftkd.config import Profile, TrainConfig
-from liftkd.objectives import parse_spec
+from liftkd.objectives import check_spec
 
 GROUPS = ("main", "ablation")
 # what a run's sweep writes: run_dir/distill/<job>/{checkpoint.pt, history.csv, snapshots/, ...}
@@ -23,6 +23,20 @@ EVALS = "evals.csv"  # a job's evaluations, one row per (objective, step)
 FINAL_SAMPLES = "samples_final.pt"  # 100 samples of every student at the last evaluation
 RESULTS = "results.json"  # the job's summary, written last: its presence means the job is done
 REFERENCE = "reference.json"  # the teacher and the floor under the sweep's evaluation settings
+SETTINGS = "settings.json"  # the settings the job was trained and evaluated with (job_settings)
+# the distill settings that shape a job's students and evaluations, beside its own (Job)
+_JOB_SHAPING = (
+    "group_size",
+    "evaluations",
+    "eval_samples",
+    "final_samples",
+    "fid_parts",
+    "eval_ddim_steps",
+    "probe_timesteps",
+    "probe_images",
+    "diagnose_every",
+    "student_dropout",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +86,8 @@ def make_job(
     cfg = profile.distill
     if group not in GROUPS:
         raise ValueError(f"unknown job group {group!r}; choose one of {GROUPS}")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"a job's seed must be a whole number from 0 to 2^32 - 1, got {seed}")
     if steps is None:
         ref = cfg.ablation_ratio if group == "ablation" else ratio
         matches = [s for r, s in zip(cfg.ratios, cfg.steps, strict=True) if math.isclose(r, ref)]
@@ -84,7 +100,7 @@ def make_job(
     if objectives is None:
         objectives = cfg.ablations if group == "ablation" else cfg.objectives
     for spec in objectives:
-        parse_spec(spec)  # fail here, not an hour into training
+        check_spec(spec)  # fail here, not an hour into training
     every = eval_steps(steps, cfg.evaluations)[0]
     train_cfg = dataclasses.replace(
         cfg.train,
@@ -132,3 +148,61 @@ def job_from_name(
     """The job called ``name`` (``main_r0.9_s0``), resolved from the profile."""
     group, ratio, seed = parse_job_name(name)
     return make_job(profile, group, ratio, seed, objectives, steps)
+
+
+def job_settings(profile: Profile, job: Job) -> dict:
+    """What a finished job's numbers depend on, flattened: its objectives and training (the
+    checkpoint interval aside) and the sweep's evaluation settings. A job whose settings differ
+    from these is another job, not a resumption."""
+    from liftkd.runs import _flat, _jsonable
+
+    train = {f"train.{k}": v for k, v in _flat(_jsonable(job.train)).items()}
+    train.pop("train.checkpoint_every")
+    distill = {f"distill.{k}": _jsonable(getattr(profile.distill, k)) for k in _JOB_SHAPING}
+    return {"objectives": list(job.objectives), **train, **distill}
+
+
+def remember_job(run_dir: str | Path, job: Job, profile: Profile, write: bool = True) -> None:
+    """Refuse a job folder that holds a job made with other settings (``distill.steps``,
+    ``distill.objectives``, ...); record them the first time. A folder finished before settings
+    were recorded is judged by the profile in its results."""
+    from liftkd.config import validate
+    from liftkd.runs import remember_at
+
+    folder = job_dir(run_dir, job)
+    record = folder / SETTINGS
+    what = f"the job {job.name} in {folder}"
+    results = folder / RESULTS
+    if not record.exists() and results.exists():
+        import json
+
+        saved = json.loads(results.read_text()).get("meta", {}).get("profile")
+        if saved:
+            before = validate(saved)
+            then = job_settings(before, make_job(before, job.group, job.ratio, job.seed))
+            remember_at(record, then, what, write=True)
+    remember_at(record, job_settings(profile, job), what, write)
+
+
+def check_result_settings(path: Path, blob: dict, profile: Profile) -> None:
+    """Refuse a saved job result (notebook 04's ``{"results", "meta"}``) that was made with
+    other settings than ``profile`` gives its job now."""
+    from liftkd.config import SettingsError, validate
+    from liftkd.runs import settings_diff
+
+    res = blob["results"]
+    name = res.get("job") or path.stem
+    then_profile = validate(blob["meta"]["profile"])
+    then_job = job_from_name(then_profile, name)
+    if "objectives" in res and "train" in res:  # what the job trained (notebook 04 may set them)
+        then_job = dataclasses.replace(
+            then_job, objectives=tuple(res["objectives"]), train=TrainConfig(**res["train"])
+        )
+    then = job_settings(then_profile, then_job)
+    diff = settings_diff(then, job_settings(profile, job_from_name(profile, name)))
+    if diff:
+        raise SettingsError(
+            f"{path} holds the job {name} made with other settings than the profile now asks "
+            f"for ({diff}); run the job again with these settings (delete its folder in the run "
+            "folder first), or give the settings it was made with"
+        )

@@ -18,8 +18,9 @@ from liftkd.config import Profile
 from liftkd.data import load_splits
 from liftkd.diffusion import noise_scheduler
 from liftkd.distill import distill_group
+from liftkd.locks import claim
 from liftkd.objectives import build_objective, parse_spec
-from liftkd.sweep.jobs import Job, job_dir
+from liftkd.sweep.jobs import Job, job_dir, remember_job
 
 
 def build_group(
@@ -56,7 +57,12 @@ def train_job(
     progress: bool = True,
     accelerator=None,
 ):
-    """Train (or resume, or find finished) the job's students; returns ``TrainResult``."""
+    """Train (or resume, or find finished) the job's students; returns ``TrainResult``.
+
+    The job's folder is this process's from here on (a second run of the same job is refused),
+    and it must not hold a job trained with other settings."""
+    claim(job_dir(run_dir, job), f"the KD job {job.name}")
+    remember_job(run_dir, job, profile)
     train_split, _ = load_splits(profile.data)
     students, objectives = build_group(job, profile, teacher, student)
     return distill_group(
