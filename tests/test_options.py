@@ -29,7 +29,7 @@ def test_coarse_scale_replaces_n_by_a_constant():
     place_1, _, _ = lift_terms(eS, eT, group_size=16, coarse_scale=1)
     torch.testing.assert_close(place_1, place_k / 16)
     assert label("lift:coarse_scale=32") == "LIFT (coarse x32)"
-    with pytest.raises(ValueError, match="coarse_scale must be a positive number"):
+    with pytest.raises(ValueError, match="coarse_scale must be a number above 0"):
         build_objective("lift", coarse_scale=0)
 
 

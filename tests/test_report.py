@@ -217,7 +217,7 @@ def test_load_jobs_reads_only_the_profiles_sweep(tmp_path):
     def write(name, group, ratio, profile_name="smoke"):
         blob = {
             "results": {"job": name, "group": group, "ratio": ratio, "rows": []},
-            "meta": {"profile": {"name": profile_name}},
+            "meta": {"profile": json.loads(json.dumps(get_profile(profile_name).to_dict()))},
         }
         (tmp_path / f"{name}.json").write_text(json.dumps(blob))
 
