@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from liftkd.config import Profile
 from liftkd.data import load_splits
 from liftkd.diffusion import noise_scheduler
 from liftkd.evaluation import sample
+from liftkd.locks import replacing
 from liftkd.metrics import count_parameters
 from liftkd.runs import load_torch, save_torch
 from liftkd.students import get_student
@@ -78,9 +78,8 @@ def train_from_scratch(
         "seconds": time.perf_counter() - t0,
     }
     save_torch(generated[:20].clone(), folder / "samples.pt")
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=1) + "\n")
-    os.replace(tmp, done)
+    with replacing(done) as tmp:
+        tmp.write_text(json.dumps(out, indent=1) + "\n")
     return out
 
 

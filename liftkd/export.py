@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch.nn as nn
 
 from liftkd.block_removal import removed_blocks
 from liftkd.checkpoints import MODEL_CLASSES, model_attrs, plain_config, rebuild
+from liftkd.locks import replacing
 
 WEIGHTS = "model.safetensors"
 MODEL = "liftkd_model.json"
@@ -42,9 +42,8 @@ CARD = "card.json"
 
 
 def _write_json(path: Path, value: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(value, indent=1, default=str) + "\n")
 
 
 def _card_text(card: dict) -> str:
@@ -125,9 +124,8 @@ def export_student(
     folder = check_out(folder, overwrite)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
-    tmp = folder / (WEIGHTS + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt", "class": name})
-    os.replace(tmp, folder / WEIGHTS)
+    with replacing(folder / WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "class": name})
     _write_json(
         folder / MODEL,
         {

@@ -1,5 +1,7 @@
-"""Locks, so that two processes never write the same thing at once.
+"""Locks and atomic writes, so that two processes never write the same thing at once and an
+interrupted write never leaves half a file.
 
+``replacing(path)`` gives a temporary file to write, renamed onto ``path`` at the end;
 ``locked(path)`` holds a file's lock for a short section (a result that two jobs of ``make -j2``
 may both ask for); ``claim(folder)`` and ``exclusive(folder)`` hold a run's folder for a whole
 process or section, so that a second run of the same job or training stops at once with
@@ -16,6 +18,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+
+@contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write inside the block, renamed onto ``path`` when the
+    block ends without error and removed otherwise: a reader sees the old file or the new one,
+    never half of one. The name holds the process id, so two processes that write the same file
+    at once never share a temporary file (the last rename wins, whole)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from liftkd.config import SettingsError, parse_scalar
+from liftkd.locks import replacing
 
 LIBRARIES = (
     "torch",
@@ -116,9 +117,8 @@ def write_results(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = {"results": _jsonable(results), "meta": _jsonable(run_metadata(profile, **extra))}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(blob, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(blob, indent=2, sort_keys=False) + "\n")
     return path
 
 
@@ -136,9 +136,8 @@ def save_torch(obj: Any, path: str | Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save(obj, tmp)
     return path
 
 
@@ -189,8 +188,7 @@ def append_row(path: str | Path, row: dict, columns: list[str]) -> None:
     something else is dropped before the new one is added)."""
     path = Path(path)
     old = _whole_rows(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
         f.write(old)
         w = csv.DictWriter(f, fieldnames=columns, restval="")
         if not old:
@@ -198,7 +196,6 @@ def append_row(path: str | Path, row: dict, columns: list[str]) -> None:
         w.writerow(row)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 SETTINGS_DIR = "settings"
@@ -283,9 +280,8 @@ def remember_at(path: str | Path, now: dict, what: str, write: bool = True) -> N
         return
     if write:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(now, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            tmp.write_text(json.dumps(now, indent=1, sort_keys=True) + "\n")
 
 
 def remember(run_dir: str | Path, part: str, profile: Any, write: bool = True) -> None:

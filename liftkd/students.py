@@ -17,6 +17,7 @@ from liftkd.checkpoints import load_model, save_model
 from liftkd.config import Profile
 from liftkd.data import load_splits, to_model_range
 from liftkd.diffusion import noise_scheduler
+from liftkd.locks import locked, replacing
 from liftkd.pruning import prune
 from liftkd.runs import remember
 
@@ -39,6 +40,11 @@ def get_student(
     remember(run_dir, "students", profile)
     criterion = criterion or profile.pruning.criterion
     path = student_path(run_dir, ratio, criterion)
+    with locked(path):  # two jobs of make -j2 at one ratio: the second waits, then loads
+        return _load_or_prune(profile, teacher, ratio, criterion, path, progress)
+
+
+def _load_or_prune(profile, teacher, ratio, criterion, path, progress):
     report_path = path.with_suffix(".json")
     if path.exists() and report_path.exists():
         return load_model(path), json.loads(report_path.read_text())
@@ -62,7 +68,8 @@ def get_student(
     )
     save_model(student, path)
     report_dict = report.to_dict()
-    report_path.write_text(json.dumps(report_dict, indent=1) + "\n")
+    with replacing(report_path) as tmp:
+        tmp.write_text(json.dumps(report_dict, indent=1) + "\n")
     return student, report_dict
 
 

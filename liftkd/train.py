@@ -42,7 +42,6 @@ import copy
 import csv
 import dataclasses
 import math
-import os
 import re
 import time
 from collections.abc import Callable
@@ -56,7 +55,7 @@ from tqdm.auto import tqdm
 
 from liftkd.config import TrainConfig
 from liftkd.data import to_model_range
-from liftkd.locks import exclusive
+from liftkd.locks import exclusive, replacing
 from liftkd.runs import load_torch, save_torch
 
 CHECKPOINT = "checkpoint.pt"
@@ -143,12 +142,10 @@ def write_history(history: list[dict], path: Path) -> None:
     if not history:
         return
     keys = list(dict.fromkeys(k for row in history for k in row))
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
+    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(history)
-    os.replace(tmp, path)
 
 
 def _config_dict(cfg: TrainConfig) -> dict:
@@ -171,6 +168,14 @@ def _check_resumable(saved: dict, cfg: TrainConfig, path: Path) -> None:
         )
 
 
+def _read_checkpoint(ckpt_path: Path) -> dict | None:
+    """The training checkpoint, or None when there is none yet (it is written whole, by rename,
+    so a read without the folder's lock sees the old file or the new one)."""
+    if not ckpt_path.exists():
+        return None
+    return load_torch(ckpt_path, "a training checkpoint", "delete it to start this training over")
+
+
 def train(
     model: torch.nn.Module,
     loss_fn: LossFn,
@@ -187,21 +192,18 @@ def train(
     """Train ``model`` on uint8 ``images`` or float latents (N, C, H, W); see the module docstring.
 
     One process at a time trains in ``run_dir``: a second one is refused at once
-    (:class:`liftkd.locks.FolderBusyError`) rather than racing the first for its checkpoint."""
+    (:class:`liftkd.locks.FolderBusyError`) rather than racing the first for its checkpoint. A
+    finished training writes nothing, so any number of processes load it at once (the jobs of
+    ``make -j2`` each load the run's teacher)."""
+    args = (model, loss_fn, images, cfg, Path(run_dir), desc, progress, accelerator)
+    more = (keep_snapshots, snapshot_every, labels)
+    ckpt_path = Path(run_dir) / CHECKPOINT
+    ckpt = _read_checkpoint(ckpt_path)
+    if ckpt is not None and ckpt.get("step", 0) >= cfg.steps:
+        return _train(*args, *more, ckpt)
     with exclusive(run_dir, f"training {desc!r}"):
-        return _train(
-            model,
-            loss_fn,
-            images,
-            cfg,
-            run_dir,
-            desc,
-            progress,
-            accelerator,
-            keep_snapshots,
-            snapshot_every,
-            labels,
-        )
+        # read again under the lock: another process may have trained on since the first read
+        return _train(*args, *more, _read_checkpoint(ckpt_path))
 
 
 def _train(
@@ -216,6 +218,7 @@ def _train(
     keep_snapshots,
     snapshot_every,
     labels,
+    ckpt,
 ) -> TrainResult:
     if images.ndim != 4 or not (images.dtype == torch.uint8 or images.is_floating_point()):
         raise ValueError(
@@ -254,10 +257,7 @@ def _train(
     optimizers = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
     opt = optimizers[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start, history, resumed_from = 0, [], None
-    if ckpt_path.exists():
-        ckpt = load_torch(
-            ckpt_path, "a training checkpoint", "delete it to start this training over"
-        )
+    if ckpt is not None:
         _check_resumable(ckpt["config"], cfg, ckpt_path)
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])

@@ -10,8 +10,8 @@ from tests.conftest import REPO
 PACKAGE = REPO / "liftkd"
 # bottom first; a module imports only from its own layer or the ones before it
 LAYERS = [
-    {"config", "features", "plots", "probe", "claims"},
-    {"data", "diffusion", "models", "runs", "locks", "losses", "block_removal"},
+    {"config", "features", "plots", "probe", "claims", "locks"},
+    {"data", "diffusion", "models", "runs", "losses", "block_removal"},
     {"checkpoints", "feature_extractor", "metrics"},
     {"lift", "sampling", "train", "recipes"},
     {

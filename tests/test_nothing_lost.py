@@ -3,6 +3,8 @@ files, or pass unseen, each met the way a user meets it (make, a command line, a
 images, two processes at once) and now refused, warned about or handled, with the files intact.
 """
 
+import dataclasses
+import os
 import shutil
 import subprocess
 import sys
@@ -161,6 +163,48 @@ def test_a_training_folder_is_one_process_at_a_time(tmp_path):
         holder.kill()
         holder.wait()
     assert train(model, loss, images, cfg, tmp_path, "teacher", progress=False).steps_run == 2
+
+
+def test_a_finished_training_is_loaded_while_another_process_holds_its_folder(tmp_path):
+    """The two jobs of make -j2 each load the run's teacher: a finished training is read, not
+    written, so it needs no lock; one with steps left is still refused."""
+    from liftkd.locks import FolderBusyError
+    from liftkd.train import train
+
+    model = torch.nn.Linear(4, 4)
+    images = torch.zeros(8, 1, 2, 2, dtype=torch.uint8)
+    cfg = TrainConfig(steps=2, batch_size=2, warmup_steps=0)
+
+    def loss(m, x0, g, progress, part):
+        return m.weight.square().sum(), {}
+
+    trained = train(model, loss, images, cfg, tmp_path, "teacher", progress=False)
+    holder = _hold(tmp_path)
+    try:
+        again = train(torch.nn.Linear(4, 4), loss, images, cfg, tmp_path, "teacher", False)
+        assert again.steps_run == 0 and len(again.history) == 2
+        assert torch.equal(again.ema.weight, trained.ema.weight)
+        longer = dataclasses.replace(cfg, steps=3)
+        with pytest.raises(FolderBusyError, match="training 'teacher'"):
+            train(torch.nn.Linear(4, 4), loss, images, longer, tmp_path, "teacher", False)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_replaced_file_is_whole_or_untouched(tmp_path):
+    from liftkd.locks import replacing
+
+    path = tmp_path / "table.csv"
+    path.write_text("old\n")
+    with pytest.raises(RuntimeError), replacing(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert path.read_text() == "old\n" and sorted(tmp_path.iterdir()) == [path]
+    with replacing(path) as tmp:
+        assert tmp.parent == path.parent and str(os.getpid()) in tmp.name
+        tmp.write_text("new\n")
+    assert path.read_text() == "new\n" and sorted(tmp_path.iterdir()) == [path]
 
 
 # ---- export into a folder of the user's files ---------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import statistics
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from liftkd.data import load_splits, to_model_range
 from liftkd.diffusion import noise_scheduler
 from liftkd.distill import KDGroup, KDModule
 from liftkd.evaluation import features_label, fid_parts, floor, reference_points, sample, score
-from liftkd.locks import claim, locked
+from liftkd.locks import claim, locked, replacing
 from liftkd.metrics import count_parameters
 from liftkd.runs import append_row, load_torch, read_rows, save_torch
 from liftkd.sweep.jobs import (
@@ -188,7 +187,6 @@ def reference(profile: Profile, run_dir: str | Path, teacher, progress: bool = T
             "features": features_label(profile, run_dir),
             "ddim_steps": ev.sampling.num_inference_steps,
         }
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(out, indent=1) + "\n")
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            tmp.write_text(json.dumps(out, indent=1) + "\n")
         return out
