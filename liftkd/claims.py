@@ -280,10 +280,6 @@ def claim3(rows, ratios) -> dict:
     return {"claim": 3, "text": text, "measured": " | ".join(parts), "verdict": verdict, "why": why}
 
 
-def _fmt(x: float) -> str:
-    return "NaN" if x is None or math.isnan(x) else f"{x:.3g}"
-
-
 def claim4(rows, ratios, tol_curve: float = 0.10) -> dict:
     """At the highest ratio LIFT+PLACE converges stably (every seed) where the baselines do not
     (some seed of some baseline diverged, was unstable, or did not converge). When no student
