@@ -22,6 +22,7 @@ from diffusers.models.resnet import ResnetBlock2D
 from diffusers.models.upsampling import Upsample2D
 
 from liftkd.block_removal import remove_blocks, removed_blocks
+from liftkd.pruned_unet import resize_to, set_attributes
 from liftkd.runs import load_torch, save_torch
 
 MODEL_CLASSES = {"UNet2DModel": UNet2DModel, "DiTTransformer2DModel": DiTTransformer2DModel}
@@ -51,23 +52,6 @@ def save_model(model: nn.Module, path: str | Path) -> Path:
         "removed": removed_blocks(model),
     }
     return save_torch(blob, path)
-
-
-def _resize(module: nn.Module, prefix: str, state: dict[str, torch.Tensor]) -> None:
-    """Give one leaf module the parameter shapes found in ``state`` and matching attributes."""
-    for pname, param in list(module.named_parameters(recurse=False)):
-        shape = state[f"{prefix}{pname}"].shape
-        if param.shape != shape:
-            setattr(module, pname, nn.Parameter(torch.empty(shape, dtype=param.dtype)))
-    if isinstance(module, nn.Conv2d):
-        module.out_channels = module.weight.shape[0]
-        module.in_channels = module.weight.shape[1] * module.groups
-    elif isinstance(module, nn.Linear):
-        module.out_features, module.in_features = module.weight.shape
-    elif isinstance(module, nn.GroupNorm) and module.weight is not None:
-        module.num_channels = module.weight.shape[0]
-    elif isinstance(module, nn.LayerNorm) and module.weight is not None:
-        module.normalized_shape = tuple(module.weight.shape)
 
 
 def model_attrs(model: nn.Module) -> dict[str, dict[str, int]]:
@@ -103,12 +87,8 @@ def rebuild(
         )
     if removed:
         model = remove_blocks(model, removed, copy_model=False)
-    for name, m in model.named_modules():
-        _resize(m, f"{name}." if name else "", state)
-    for name, values in attrs.items():
-        m = model.get_submodule(name)
-        for k, v in values.items():
-            setattr(m, k, v)
+    resize_to(model, state)
+    set_attributes(model, attrs)
     model.load_state_dict(state, strict=True)
     return model.eval()
 

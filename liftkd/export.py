@@ -1,23 +1,13 @@
-"""A trained student taken out: a folder that diffusers users load in one call.
+"""A trained student taken out as a folder diffusers loads: a sweep job's, or the DiT or
+latent path's.
 
-``export_student(student, folder, scheduler, card)`` writes
-
-- ``model.safetensors``: the weights (safetensors: no pickle, loads anywhere);
-- ``liftkd_model.json``: the model class, its base config and the attributes diffusers keeps
-  (attention heads, channel counts), which with the weights' shapes rebuild the pruned model
-  (``save_pretrained`` / ``from_pretrained`` know nothing of pruned shapes);
-- ``scheduler_config.json``: the DDIM sampler's config, from the training noise schedule;
-- ``README.md``: a model card (objective, pruning ratio, parameters, MACs, FID with its protocol,
-  seed, commit), and ``card.json`` with the same facts for programs.
-
-``load_pipeline(folder)`` rebuilds the student and returns a diffusers ``DDIMPipeline``::
-
-    from liftkd.export import load_pipeline
-    pipe = load_pipeline("exported/lift+place_r0.8")
-    images = pipe(batch_size=16, num_inference_steps=50).images
-
-From a finished sweep job: ``python -m liftkd.export --run-dir runs/cpu --job main_r0.8_s0
---objective lift+place --out exported/lift+place_r0.8`` (the EMA weights at the job's last step).
+From the shell: ``python -m liftkd.export --run-dir runs/cpu --job main_r0.8_s0 --objective
+lift+place --out exported/lift_place_r0.8`` (a sweep job's student: the EMA weights at the job's
+last step, with a model card from the job's results), or ``python -m liftkd.export --run-dir
+runs/cpu --results figures/06_dit.json --objective tinyfusion:kd=lift+place --seed 0 --out
+exported/dit`` (the DiT or latent path's, its card from the path's results file). The folder's
+format, and ``export_student`` for a student you trained yourself, are in
+``liftkd.student_folder`` (imported here too).
 """
 
 from __future__ import annotations
@@ -25,151 +15,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
-import torch
-import torch.nn as nn
+from liftkd.model_card import job_card
+from liftkd.student_folder import (
+    CARD,
+    PIPELINE,
+    check_out,
+    export_student,
+    load_pipeline,
+    load_student,
+)
 
-from liftkd.block_removal import removed_blocks
-from liftkd.checkpoints import MODEL_CLASSES, model_attrs, plain_config, rebuild
-from liftkd.locks import replacing
-
-WEIGHTS = "model.safetensors"
-MODEL = "liftkd_model.json"
-SCHEDULER = "scheduler_config.json"
-CARD = "card.json"
-
-
-def _write_json(path: Path, value: dict) -> None:
-    with replacing(path) as tmp:
-        tmp.write_text(json.dumps(value, indent=1, default=str) + "\n")
-
-
-def _card_text(card: dict) -> str:
-    lines = [f"# {card.get('title', 'A pruned diffusion student distilled with liftkd')}", ""]
-    lines += [
-        "A pruned `UNet2DModel` trained by knowledge distillation with liftkd, a reproduction of "
-        "LIFT and PLACE (Han, Yeo, Yoo, CVPR 2026, arXiv 2605.19729).",
-        "",
-        "| | |",
-        "|---|---|",
-    ]
-    lines += [f"| {k} | {v} |" for k, v in card.items() if k != "title"]
-    lines += [
-        "",
-        "Load it (liftkd rebuilds the pruned shapes):",
-        "",
-        "```python",
-        "from liftkd.export import load_pipeline",
-        "",
-        f'pipe = load_pipeline("{card.get("folder", "this folder")}")',
-        "images = pipe(batch_size=16, num_inference_steps=50).images",
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def check_out(folder: str | Path, overwrite: bool = False) -> Path:
-    """``folder`` if an export may be written there: a new or empty folder, or an earlier export
-    (replaced); a folder holding other files only with ``overwrite``. A file, or a place that
-    cannot be written, is refused before anything is done."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise FileExistsError(f"--out {folder} is a file, not a folder: name a folder to write")
-    if folder.is_dir():
-        ours = {WEIGHTS, MODEL, SCHEDULER, CARD, "README.md"}
-        others = sorted(p.name for p in folder.iterdir() if p.name not in ours)
-        earlier_export = (folder / MODEL).exists()
-        held = [p.name for p in folder.iterdir()]
-        if held and not earlier_export and not overwrite:
-            raise FileExistsError(
-                f"--out {folder} already holds files ({', '.join(sorted(held)[:5])}"
-                f"{', ...' if len(held) > 5 else ''}) and is not an earlier export: name a new "
-                "or empty folder, or pass --overwrite to write over them"
-            )
-        if others and earlier_export and not overwrite:
-            raise FileExistsError(
-                f"--out {folder} is an earlier export with other files beside it "
-                f"({', '.join(others[:5])}): pass --overwrite to replace the export"
-            )
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
-    try:  # a file made and removed at once: the one test that read-only mounts cannot fool
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        raise PermissionError(
-            f"--out {folder}: nothing can be written in {existing} ({err.strerror or err})"
-        ) from None
-    return folder
-
-
-def export_student(
-    student: nn.Module,
-    folder: str | Path,
-    scheduler_config: dict,
-    card: dict | None = None,
-    overwrite: bool = False,
-) -> Path:
-    """Write ``student`` to ``folder`` (see the module docstring); returns the folder. A folder
-    that holds other files than an earlier export is refused unless ``overwrite``."""
-    from safetensors.torch import save_file
-
-    name = type(student).__name__
-    if name not in MODEL_CLASSES:
-        raise TypeError(f"export handles {sorted(MODEL_CLASSES)}, got {name}")
-    folder = check_out(folder, overwrite)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
-    with replacing(folder / WEIGHTS) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt", "class": name})
-    _write_json(
-        folder / MODEL,
-        {
-            "class": name,
-            "config": plain_config(student),
-            "attrs": model_attrs(student),
-            "removed": removed_blocks(student),
-        },
-    )
-    _write_json(folder / SCHEDULER, {k: v for k, v in dict(scheduler_config).items()})
-    card = {"folder": str(folder), **(card or {})}
-    _write_json(folder / CARD, card)
-    (folder / "README.md").write_text(_card_text(card))
-    return folder
-
-
-def load_student(folder: str | Path) -> nn.Module:
-    """The exported student, rebuilt with its pruned shapes, in eval mode."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    for needed in (WEIGHTS, MODEL):
-        if not (folder / needed).exists():
-            raise FileNotFoundError(
-                f"{folder} is not an exported liftkd student: {needed} is missing "
-                "(export one with liftkd.export.export_student or python -m liftkd.export)"
-            )
-    try:
-        spec = json.loads((folder / MODEL).read_text())
-        state = load_file(str(folder / WEIGHTS))
-    except Exception as err:
-        raise ValueError(
-            f"{folder}: the export is damaged ({type(err).__name__}: {str(err)[:200]}); export again"
-        ) from None
-    return rebuild(spec["class"], spec["config"], state, spec["attrs"], spec.get("removed"))
-
-
-def load_pipeline(folder: str | Path, device: str | torch.device = "cpu"):
-    """A diffusers ``DDIMPipeline`` of the exported student and its sampler."""
-    from diffusers import DDIMPipeline, DDIMScheduler
-
-    student = load_student(folder)
-    scheduler = DDIMScheduler.from_config(json.loads((Path(folder) / SCHEDULER).read_text()))
-    return DDIMPipeline(unet=student, scheduler=scheduler).to(device)
+# the export API in one place for users: the folder's format lives in liftkd.student_folder
+__all__ = [
+    "CARD",
+    "PIPELINE",
+    "export_backbone_student",
+    "export_job_student",
+    "export_student",
+    "load_pipeline",
+    "load_student",
+]
 
 
 def export_job_student(
@@ -210,24 +77,81 @@ def export_job_student(
     pruned, _ = get_student(profile, run_dir, teacher, job.ratio, progress=False)
     last = max(list_snapshots(folder))
     student = load_snapshot(copy.deepcopy(pruned), snapshot_path(folder, last), member=objective)
-    row = next(r for r in blob["results"]["rows"] if r["objective"] == objective)
-    ref = blob["results"]["reference"]
-    card = {
-        "title": f"{row['label']} student, {job.ratio:.0%} channel pruning ({profile.name} profile)",
-        "objective": objective,
-        "pruning ratio": job.ratio,
+    results = blob["results"]
+    row = next(r for r in results["rows"] if r["objective"] == objective)
+    costs = {
         "parameters": count_parameters(student),
         "MACs per image": macs_per_image(student, profile.data.resolution, profile.data.channels),
-        "FID": row["fid"],
-        "FID protocol": f"{ref['n_samples']} samples, {ref['ddim_steps']} DDIM steps, FID on "
-        + ref.get("features", "classifier features"),
-        "teacher FID, same protocol": ref["teacher"]["fid"],
-        "KD steps": job.train.steps,
-        "seed": job.seed,
-        "commit": blob["meta"].get("git", {}).get("commit"),
-        "data": f"{profile.data.name} {profile.data.resolution}x{profile.data.resolution}",
     }
+    card = job_card(profile, job, row, results, blob["meta"], costs)
     return export_student(student, out, noise_scheduler(profile.diffusion).config, card, overwrite)
+
+
+def _results_of_a_path(path: Path) -> dict:
+    """Notebook 06's or 07's results file, or an error that says what it is not."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--results {path} does not exist: run make dit or make latent")
+    try:
+        blob = json.loads(path.read_text())
+        if blob["results"]["backbone"] in ("dit", "latent") and "profile" in blob["meta"]:
+            return blob
+    except (ValueError, KeyError, TypeError):
+        pass
+    raise ValueError(f"--results {path} is not a results file of notebook 06 or 07 (06_dit.json)")
+
+
+def export_backbone_student(
+    results_file: str | Path,
+    run_dir: str | Path,
+    objective: str,
+    seed: int,
+    out: str | Path,
+    overwrite: bool = False,
+) -> Path:
+    """Export one student of the DiT or latent path: its EMA weights at the job's last step,
+    with a card from the path's results file (``06_dit.json`` or ``07_latent.json``), whose
+    profile rebuilds the models; the latent student comes with its autoencoder."""
+    check_out(out, overwrite)  # before any model is loaded
+    import copy
+
+    from liftkd.backbone_kd import job_dir
+    from liftkd.config import validate
+    from liftkd.diffusion import noise_scheduler
+    from liftkd.distill import load_snapshot
+    from liftkd.evaluation import features_label
+    from liftkd.metrics import count_parameters
+    from liftkd.model_card import backbone_card
+    from liftkd.train import list_snapshots, snapshot_path
+
+    blob = _results_of_a_path(Path(results_file))
+    results, name = blob["results"], blob["results"]["backbone"]
+    rows = [r for r in results["rows"] if r["objective"] == objective and r["seed"] == seed]
+    if not rows:
+        have = sorted({(r["objective"], r["seed"]) for r in results["rows"]})
+        raise ValueError(
+            f"{results_file} has no student {objective!r} of seed {seed}; it has {have}"
+        )
+    folder = job_dir(run_dir, name, seed)
+    if not folder.is_dir() or not list_snapshots(folder):
+        raise FileNotFoundError(f"{folder} holds no trained job: give the run folder it ran in")
+    profile = validate(blob["meta"]["profile"])
+    if name == "dit":
+        from liftkd.dit import dit_backbone
+
+        backbone, _, _ = dit_backbone(profile, run_dir, progress=False)
+        extra = {}
+    else:
+        from liftkd.latent import latent_backbone
+
+        backbone, info = latent_backbone(profile, run_dir, progress=False)
+        extra = {"autoencoder": info["autoencoder"], "latent_scale": info["scale"]}
+    last = snapshot_path(folder, max(list_snapshots(folder)))
+    student = load_snapshot(copy.deepcopy(backbone.student), last, member=objective)
+    costs = {"parameters": count_parameters(student)}
+    features = features_label(profile, run_dir)
+    card = backbone_card(profile, rows[0], results, blob["meta"], costs, features)
+    config = noise_scheduler(profile.diffusion).config
+    return export_student(student, out, config, card, overwrite, **extra)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -235,32 +159,45 @@ def main(argv: list[str] | None = None) -> None:
 
     p = argparse.ArgumentParser(
         prog="python -m liftkd.export",
-        description="Export one trained student of a sweep job as a folder diffusers loads.",
+        description="Export one trained student (a sweep job's, or the DiT or latent path's) as "
+        "a folder diffusers loads.",
     )
     p.add_argument("--run-dir", required=True, help="the run folder, e.g. runs/cpu")
-    p.add_argument("--job", required=True, help="a finished job, e.g. main_r0.8_s0")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--job", help="a finished sweep job, e.g. main_r0.8_s0")
+    which.add_argument(
+        "--results", help="the DiT or latent path's results, e.g. figures/06_dit.json"
+    )
     p.add_argument(
         "--objective", required=True, help="the student's objective spec, e.g. lift+place"
     )
+    p.add_argument("--seed", type=int, default=0, help="with --results: the job's seed")
     p.add_argument("--out", required=True, help="the folder to write")
-    p.add_argument("--profile", default="cpu", help="the profile the run used: smoke | cpu | gpu")
     p.add_argument(
-        "--overrides", default="{}", help="the run's settings by dotted name, a YAML mapping"
+        "--profile", default="cpu", help="with --job: the profile the run used (smoke | cpu | gpu)"
+    )
+    p.add_argument(
+        "--overrides", default="{}", help="with --job: the run's settings, a YAML mapping"
     )
     p.add_argument(
         "--overwrite", action="store_true", help="write over the files a non-empty --out holds"
     )
     args = p.parse_args(argv)
     try:
-        out = export_job_student(
-            args.run_dir,
-            args.job,
-            args.objective,
-            args.out,
-            args.profile,
-            parse_overrides(args.overrides),
-            args.overwrite,
-        )
+        if args.results:
+            out = export_backbone_student(
+                args.results, args.run_dir, args.objective, args.seed, args.out, args.overwrite
+            )
+        else:
+            out = export_job_student(
+                args.run_dir,
+                args.job,
+                args.objective,
+                args.out,
+                args.profile,
+                parse_overrides(args.overrides),
+                args.overwrite,
+            )
     except (OSError, ValueError) as err:  # SettingsError and CorruptFileError are ValueErrors
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -603,6 +603,18 @@ CLI_CASES = [
         ],
         r"results.json is missing: the job has not finished",
     ),
+    (
+        "export, a path's results missing",
+        ["-m", "liftkd.export", "--run-dir", "RUN", "--results", "RUN/06_dit.json"]
+        + ["--objective", "tinyfusion", "--out", "RUN/x"],
+        r"06_dit.json does not exist: run make dit or make latent",
+    ),
+    (
+        "export, a job and a path's results at once",
+        ["-m", "liftkd.export", "--run-dir", "RUN", "--results", "a.json", "--job", "main_r0.5_s0"]
+        + ["--objective", "tinyfusion", "--out", "RUN/x"],
+        r"argument --job: not allowed with argument --results",
+    ),
 ]
 
 

@@ -95,6 +95,9 @@ def test_smoke_profile_end_to_end(tmp_path, python):
         if r["objective"] == "lift+place"
     )
     assert card["FID"] == job_row["fid"] and card["pruning ratio"] == 0.9
+    assert card["FID SE"] == job_row["fid_se"] > 0 and card["teacher FID, same protocol SE"] > 0
+    assert f"{card['FID']:.4g} ± " in (out / "README.md").read_text()
+    assert (out / "model_index.json").exists()  # diffusers' own pipeline folder
     from liftkd.export import load_pipeline
 
     images = load_pipeline(out)(batch_size=2, num_inference_steps=2, output_type="np").images
@@ -176,7 +179,7 @@ def test_an_unlabelled_image_folder_runs_to_the_end_offline(tmp_path):
 
 
 @pytest.mark.slow
-def test_dit_and_latent_paths_run_alone_and_resume(tmp_path):
+def test_dit_and_latent_paths_run_alone_and_resume(tmp_path, python):
     """make dit latent on the smoke profile: both paths to their results (two objectives, two
     seeds each, with standard errors, versions and commit), then a rerun of notebook 06 finds
     its training and evaluations on disk; claim 7 reads the two results files."""
@@ -206,6 +209,34 @@ def test_dit_and_latent_paths_run_alone_and_resume(tmp_path):
     assert results["07_latent"]["reference"]["autoencoder_floor"]["fid"] > 0
     assert results["06_dit"]["student"]["keep"] == [0, 2]
     assert results["07_latent"]["student"]["removed"][-1] == "mid_block"
+
+    # a student of each path taken out with its card (tests/test_export.py loads such folders
+    # where liftkd is not installed)
+    for stem, spec, marker in (
+        ("06_dit", "tinyfusion:kd=lift+place", "transformer"),
+        ("07_latent", "bksdm:kd=lift+place", "vqvae"),
+    ):
+        out = tmp_path / f"exported_{stem}"
+        export = subprocess.run(
+            [python, "-m", "liftkd.export", "--run-dir", str(run_dir), "--results"]
+            + [
+                str(figures / f"{stem}.json"),
+                "--objective",
+                spec,
+                "--seed",
+                "1",
+                "--out",
+                str(out),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        assert export.returncode == 0, export.stderr[-3000:]
+        card = json.loads((out / "card.json").read_text())
+        row = next(r for r in results[stem]["rows"] if r["objective"] == spec and r["seed"] == 1)
+        assert card["FID"] == row["fid"] and card["FID SE"] == row["fid_se"]
+        assert (out / marker).is_dir() and "diffusers form" not in card
 
     evals = (run_dir / "dit" / "kd_s1" / "evals.csv").read_text()
     (run_dir / "06_dit.ipynb").unlink()
