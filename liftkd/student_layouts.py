@@ -23,15 +23,26 @@ from liftkd.block_removal import removed_blocks
 from liftkd.checkpoints import MODEL_CLASSES, model_attrs, plain_config
 from liftkd.locks import replacing
 
-WEIGHTS = "model.safetensors"  # the liftkd layout (a U-Net with blocks removed)
+WEIGHTS = "model.safetensors"  # the liftkd layout: what no diffusers class states
 MODEL = "liftkd_model.json"
 SCHEDULER = "scheduler_config.json"
 CARD = "card.json"
 PIPELINE = "model_index.json"  # the diffusers layout
 UNET, TRANSFORMER, SCHEDULER_DIR, VAE = "unet", "transformer", "scheduler", "vqvae"
 PLAIN_UNET = "plain-unet"  # a layout, not a folder: unet/ holds a plain UNet2DModel
-OURS = {WEIGHTS, MODEL, SCHEDULER, CARD, "README.md", PIPELINE, UNET, TRANSFORMER, SCHEDULER_DIR}
-OURS |= {VAE}
+# every name an export writes, in any layout (an earlier export's are replaced)
+OURS = {
+    WEIGHTS,
+    MODEL,
+    SCHEDULER,
+    CARD,
+    "README.md",
+    PIPELINE,
+    UNET,
+    TRANSFORMER,
+    SCHEDULER_DIR,
+    VAE,
+}
 
 
 def write_json(path: Path, value: dict) -> None:
