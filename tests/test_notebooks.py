@@ -1,6 +1,7 @@
 """The notebooks: structure, and the smoke profile run end to end through papermill."""
 
 import json
+import re
 import subprocess
 
 import nbformat
@@ -22,17 +23,26 @@ def test_one_parameters_cell_and_no_outputs(path):
     )
 
 
-@pytest.mark.slow
-def test_smoke_profile_end_to_end(tmp_path, python):
-    """make reproduce on the smoke profile: every notebook, the sweep two jobs at a time; then a
-    rerun does nothing, and a job whose results are missing is the only one redone."""
-    run_dir, figures = tmp_path / "run", tmp_path / "figures"
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """One make reproduce on the smoke profile from an empty folder, shared by this file's
+    end-to-end checks (each leaves the run as it found it): (make command, run folder, figures)."""
+    root = tmp_path_factory.mktemp("smoke")
+    run_dir, figures = root / "run", root / "figures"
     make = ["make", "--no-print-directory", "PROFILE=smoke", f"RUN_DIR={run_dir}"]
     make += [f"FIGURES={figures}"]
     done = subprocess.run([*make, "reproduce"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, (
         f"make reproduce failed:\n{done.stdout[-4000:]}\n{done.stderr[-6000:]}"
     )
+    return make, run_dir, figures
+
+
+@pytest.mark.slow
+def test_smoke_profile_end_to_end(smoke_run, tmp_path, python):
+    """make reproduce on the smoke profile: every notebook, the sweep two jobs at a time; then a
+    rerun does nothing, and a job whose results are missing is the only one redone."""
+    make, run_dir, figures = smoke_run
 
     fx = json.loads((figures / "00_feature_extractor.json").read_text())
     assert 0.1 < fx["results"]["extractor"]["holdout_accuracy"] <= 1.0
@@ -179,18 +189,21 @@ def test_an_unlabelled_image_folder_runs_to_the_end_offline(tmp_path):
 
 
 @pytest.mark.slow
-def test_dit_and_latent_paths_run_alone_and_resume(tmp_path, python):
-    """make dit latent on the smoke profile: both paths to their results (two objectives, two
-    seeds each, with standard errors, versions and commit), then a rerun of notebook 06 finds
-    its training and evaluations on disk; claim 7 reads the two results files."""
+def test_dit_and_latent_paths_run_alone_and_resume(smoke_run, tmp_path, python):
+    """The DiT and latent paths of the smoke run: both to their results (two objectives, two
+    seeds each, with standard errors, versions and commit); make dit latent from an empty folder
+    plans only notebooks 00, 06 and 07; a rerun of 06 finds its training and evaluations on disk;
+    claim 7 reads the two results files."""
     from liftkd import claims
     from liftkd.runs import read_results
 
-    run_dir, figures = tmp_path / "run", tmp_path / "figures"
-    make = ["make", "--no-print-directory", "PROFILE=smoke", f"RUN_DIR={run_dir}"]
-    make += [f"FIGURES={figures}"]
-    done = subprocess.run([*make, "dit", "latent"], cwd=REPO, capture_output=True, text=True)
-    assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    make, run_dir, figures = smoke_run
+    alone = ["make", "-n", "--no-print-directory", "PROFILE=smoke", f"RUN_DIR={tmp_path / 'new'}"]
+    plan = subprocess.run([*alone, "dit", "latent"], cwd=REPO, capture_output=True, text=True)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    notebooks = set(re.findall(r"notebooks/(\w+)\.ipynb", plan.stdout))  # 00: the FIDs' features
+    assert notebooks == {"00_feature_extractor", "06_dit", "07_latent"}, plan.stdout[-3000:]
+    assert not (tmp_path / "new").exists()
     results = {}
     for stem, objectives in (
         ("06_dit", {"tinyfusion", "tinyfusion:kd=lift+place"}),
@@ -217,17 +230,10 @@ def test_dit_and_latent_paths_run_alone_and_resume(tmp_path, python):
         ("07_latent", "bksdm:kd=lift+place", "vqvae"),
     ):
         out = tmp_path / f"exported_{stem}"
+        args = ["--run-dir", run_dir, "--results", figures / f"{stem}.json", "--objective", spec]
+        args += ["--seed", "1", "--out", out]
         export = subprocess.run(
-            [python, "-m", "liftkd.export", "--run-dir", str(run_dir), "--results"]
-            + [
-                str(figures / f"{stem}.json"),
-                "--objective",
-                spec,
-                "--seed",
-                "1",
-                "--out",
-                str(out),
-            ],
+            [python, "-m", "liftkd.export", *map(str, args)],
             cwd=REPO,
             capture_output=True,
             text=True,
@@ -243,6 +249,8 @@ def test_dit_and_latent_paths_run_alone_and_resume(tmp_path, python):
     redo = subprocess.run([*make, "dit"], cwd=REPO, capture_output=True, text=True)
     assert redo.returncode == 0, redo.stderr[-4000:]
     assert (run_dir / "dit" / "kd_s1" / "evals.csv").read_text() == evals
+    # the shared run left up to date (notebook 05 reads 06's results again)
+    assert subprocess.run([*make, "reproduce"], cwd=REPO, capture_output=True).returncode == 0
 
     verdict = claims.claim7(
         read_results(figures / "06_dit.json"), read_results(figures / "07_latent.json")
