@@ -7,6 +7,8 @@ timesteps and training iterations are paired.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from diffusers import DDPMScheduler
 
@@ -93,3 +95,15 @@ def concentration(emap: torch.Tensor, share: float = 0.1) -> float:
     flat = emap.flatten().sort(descending=True).values
     k = max(1, int(round(share * flat.numel())))
     return float(flat[:k].sum() / flat.sum().clamp_min(1e-30))
+
+
+def coarse_shares(student, teacher, inputs, scheduler: DDPMScheduler, timesteps) -> dict:
+    """The probe's coarse share of the KD error over ``timesteps`` together, each one's share
+    (``coarse_share_t<t>``) and the mean KD error per timestep (``kd_error``): what a KD job
+    records at each evaluation."""
+    rows = decomposition_over_timesteps(student, teacher, inputs, scheduler, timesteps)
+    out = {f"coarse_share_t{r['t']}": r["coarse_share"] for r in rows}
+    total = sum(r["total"] for r in rows)
+    out["coarse_share"] = sum(r["coarse"] for r in rows) / total if total > 0 else math.nan
+    out["kd_error"] = total / len(rows)
+    return out

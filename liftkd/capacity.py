@@ -24,12 +24,12 @@ import torch
 from liftkd.config import Profile
 from liftkd.data import load_splits
 from liftkd.diffusion import noise_scheduler
-from liftkd.evaluation import sample
+from liftkd.evaluation import eval_profile, fid_with_se, sample
 from liftkd.locks import replacing
 from liftkd.metrics import count_parameters
 from liftkd.runs import load_torch, save_torch
 from liftkd.students import get_student
-from liftkd.sweep.evaluation import eval_profile, fid_with_se, reference
+from liftkd.sweep.pixel import reference
 from liftkd.teacher import denoising_loss
 from liftkd.train import train
 
@@ -88,7 +88,7 @@ def capacity_floor(
 ) -> dict:
     """Every ratio of ``capacity.ratios`` trained from scratch: ``{"rows", "threshold",
     "teacher_fid", "highest_generating"}``; the threshold and the teacher's FID are the sweep's
-    (``liftkd.sweep.evaluation.reference``, computed once per run)."""
+    (``liftkd.sweep.pixel.reference``, computed once per run)."""
     ref = reference(profile, run_dir, teacher, progress=progress)
     rows = [
         train_from_scratch(profile, run_dir, teacher, r, progress)

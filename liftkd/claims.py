@@ -448,7 +448,7 @@ def backbone_result(result: dict | None, name: str) -> tuple[str, str]:
     text = (
         f"{name}: "
         + " vs ".join(parts)
-        + f" (teacher {_fmt(result['reference']['teacher']['fid'])})"
+        + f" (teacher {_fmt(result['reference']['teacher_final']['fid'])})"
     )
     generates = all(
         not math.isnan(_nan(r["fid"])) and _nan(r["fid"]) < threshold

@@ -248,7 +248,7 @@ class DistillConfig:
     eval_samples: Samples = 500  # images per FID during training
     final_samples: Samples = 2000  # images per FID at the last evaluation
     # every FID's standard error: the images split into this many parts, scored apart
-    # (liftkd.sweep.evaluation.fid_with_se)
+    # (liftkd.evaluation.fid_with_se)
     fid_parts: Annotated[int, Field(ge=2)] = 4
     eval_ddim_steps: Count = 25
     # converged (liftkd.claims.convergence): the samples are recognisable and the last
@@ -309,10 +309,18 @@ class BackboneKDConfig:
     final_samples: Samples = 2000
     fid_parts: Annotated[int, Field(ge=2)] = 4
     ddim_steps: Count = 25
+    # converged (liftkd.claims.convergence), as the sweep's distill.converged_*
+    converged_within: Share = 0.05
+    converged_evals: Annotated[int, Field(ge=2)] = 3
 
     def __post_init__(self):
         if not self.seeds:
             raise SettingsError("give at least one training seed for the backbone KD jobs")
+        if self.converged_evals > self.evaluations:
+            raise SettingsError(
+                f"converged_evals {self.converged_evals} is above evaluations {self.evaluations}: "
+                "convergence is judged on the last evaluations of a run"
+            )
         if self.train.steps % self.evaluations:
             raise SettingsError(
                 f"{self.evaluations} evaluations must divide the {self.train.steps} KD steps"
@@ -379,6 +387,7 @@ def _smoke_kd(objectives: tuple[str, ...]) -> BackboneKDConfig:
         eval_samples=40,
         final_samples=60,
         ddim_steps=5,
+        converged_evals=2,
     )
 
 

@@ -236,25 +236,27 @@ def sample_dit(
 
 
 def dit_backbone(profile: Profile, run_dir: str | Path, progress: bool = True):
-    """(the DiT path's ``Backbone`` for ``liftkd.backbone_kd``, what made its student, the
-    teacher's training result): the teacher trained (or resumed) here."""
-    from liftkd.backbone_kd import Backbone
+    """(the DiT path's ``liftkd.kd_job.Backbone``, what made its student, the teacher's training
+    result): the teacher trained (or resumed) here."""
+    from liftkd.kd_job import Backbone
 
     result = train_dit_teacher(profile, run_dir, progress)
     teacher = fix_label_dropout(result.ema.eval().requires_grad_(False))
     student, info = make_student(profile, teacher)
     train_set, info["classes"] = dit_training_set(profile)
     res, ch = profile.data.resolution, profile.data.channels
-    example = {
-        "hidden_states": torch.randn(2, ch, res, res),
-        "timestep": torch.tensor([10, 500]),
-        "class_labels": torch.tensor([0, 1]),
-    }
     cfg, classes = profile.dit_kd, info["classes"]
 
-    def sampler(model, n, seed):
+    def example():
+        return {
+            "hidden_states": torch.randn(2, ch, res, res),
+            "timestep": torch.tensor([10, 500]),
+            "class_labels": torch.tensor([0, 1]),
+        }
+
+    def sampler(model, n):
         return sample_dit(
-            model, profile, n, seed, cfg.kd.ddim_steps, guidance=cfg.guidance, classes=classes
+            model, profile, n, 0, cfg.kd.ddim_steps, guidance=cfg.guidance, classes=classes
         )
 
     backbone = Backbone(

@@ -5,13 +5,15 @@ it with the same extractor and the same number of images as a generator gets (FI
 sample size), so a reader can tell what a number means: a generator at the floor is as close to
 the training images as unseen real images are.
 
-A sweep job's students are evaluated over training by ``liftkd.sweep.evaluation``.
+Every KD job's students are evaluated over training by ``liftkd.kd_job``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import statistics
 import time
 from pathlib import Path
 
@@ -107,6 +109,25 @@ def fid_parts(
     if profile.feature_extractor == "inception":
         return fid_of_parts(images, reference.images, parts, "inception", profile.inception_weights)
     return fid_of_parts(images, reference.images, parts, "offline", classifier_path(run_dir))
+
+
+def fid_with_se(profile: Profile, run_dir: str | Path, images: torch.Tensor, parts: int) -> dict:
+    """The scores of ``images`` (FID, KID, precision, recall) and ``fid_se``, the standard error
+    of their FID: the images split into ``parts`` equal parts, each scored alone; the spread of the
+    parts' FIDs over sqrt(parts) estimates the sampling error of the FID of all of them (variance
+    falls as 1/n; the reference set is fixed and shared by every score)."""
+    out = {k: v for k, v in score(profile, run_dir, images).items() if k != "kid_std"}
+    out["fid_se"] = statistics.stdev(fid_parts(profile, run_dir, images, parts)) / math.sqrt(parts)
+    return out
+
+
+def eval_profile(profile: Profile) -> Profile:
+    """The profile with the KD sweep's evaluation sampling (fewer images and DDIM steps)."""
+    cfg = profile.distill
+    sampling = dataclasses.replace(
+        profile.sampling, n_samples=cfg.eval_samples, num_inference_steps=cfg.eval_ddim_steps
+    )
+    return dataclasses.replace(profile, sampling=sampling)
 
 
 def floor(profile: Profile, run_dir: str | Path, n: int | None = None) -> dict:

@@ -114,11 +114,11 @@ def export_backbone_student(
     check_out(out, overwrite)  # before any model is loaded
     import copy
 
-    from liftkd.backbone_kd import job_dir
     from liftkd.config import validate
     from liftkd.diffusion import noise_scheduler
     from liftkd.distill import load_snapshot
     from liftkd.evaluation import features_label
+    from liftkd.kd_runs import job_dir
     from liftkd.metrics import count_parameters
     from liftkd.model_card import backbone_card
     from liftkd.train import list_snapshots, snapshot_path

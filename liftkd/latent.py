@@ -189,9 +189,9 @@ def sample_latent(
 
 
 def latent_backbone(profile: Profile, run_dir: str | Path, progress: bool = True):
-    """(the latent path's ``Backbone``, a dict of what made it: the autoencoder, its latent
+    """(the latent path's ``liftkd.kd_job.Backbone``, a dict of what made it: the autoencoder, its latent
     scale and shape, the removal plan, the teacher's training result)."""
-    from liftkd.backbone_kd import Backbone
+    from liftkd.kd_job import Backbone
 
     ae, ae_result = get_autoencoder(profile, run_dir, progress)
     train_set, _ = load_splits(profile.data)
@@ -202,10 +202,12 @@ def latent_backbone(profile: Profile, run_dir: str | Path, progress: bool = True
     teacher = result.ema.eval().requires_grad_(False)
     student, plan = make_student(profile, teacher)
     c, side = latents.shape[1], latents.shape[2]
-    example = {"sample": torch.randn(2, c, side, side), "timestep": torch.tensor([10, 500])}
 
-    def sampler(model, n, seed):
-        return sample_latent(model, ae, scale, profile, n, seed, profile.latent.kd.ddim_steps)
+    def example():
+        return {"sample": torch.randn(2, c, side, side), "timestep": torch.tensor([10, 500])}
+
+    def sampler(model, n):
+        return sample_latent(model, ae, scale, profile, n, 0, profile.latent.kd.ddim_steps)
 
     backbone = Backbone(
         name=LATENT_DIR,

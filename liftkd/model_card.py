@@ -187,7 +187,7 @@ def backbone_card(profile, row: dict, results: dict, meta: dict, costs: dict, fe
     else:
         cut = f"removed: {', '.join(student['removed'])}"
         shape = {"latent scale": student["scale"]}
-    protocol = _protocol(row["n"], ref["ddim_steps"], features, cfg.kd.fid_parts)
+    protocol = _protocol(row["n_final"], ref["ddim_steps"], features, cfg.kd.fid_parts)
     if dit and cfg.guidance != 1:
         protocol += f"; classifier-free guidance {cfg.guidance:g}"
     return {
@@ -197,7 +197,7 @@ def backbone_card(profile, row: dict, results: dict, meta: dict, costs: dict, fe
         **costs,
         "teacher": f"a {kind} trained here, {cfg.teacher.steps} steps",
         "teacher parameters": ref.get("teacher_params"),
-        **_scores(row, ref["teacher"], protocol),
+        **_scores(row, ref["teacher_final"], protocol),
         **shape,
         "recipe": _recipe(cfg.kd.train),
         "seed": row["seed"],

@@ -436,7 +436,7 @@ def capacity_floor(floor: dict, path, features: str = "classifier features"):
 
 def final_fids(rows: list[dict], path, title: str, reference: float | None = None):
     """Each objective's final FID, one point per seed with ± 2 standard errors (``rows``: the
-    students of one ratio, as ``liftkd.report.summarise`` makes them)."""
+    students of one ratio, as ``liftkd.kd_job.summarise`` makes them)."""
     labels = list(dict.fromkeys(r["label"] for r in rows))
     seeds = sorted({int(r["seed"]) for r in rows})
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels)), 3.8))
@@ -459,9 +459,14 @@ def final_fids(rows: list[dict], path, title: str, reference: float | None = Non
 
 
 def backbone_curves(rows: list[dict], path, title: str, teacher_fid: float | None = None):
-    """FID over KD of every (objective, seed) of a backbone path (``liftkd.backbone_kd.summarise``
-    rows, whose ``curve`` holds (step, FID) pairs; the last point is on more images)."""
-    series = {f"{r['label']} (s{r['seed']})": tuple(zip(*r["curve"], strict=True)) for r in rows}
+    """FID over KD of every (objective, seed) of a backbone path (``liftkd.kd_job.summarise``
+    rows: ``fid_curve`` maps each step, 0 the pruned student, to the FID on the curve's images)."""
+    series = {
+        f"{r['label']} (s{r['seed']})": tuple(
+            zip(*sorted((int(k), float(v)) for k, v in r["fid_curve"].items()), strict=True)
+        )
+        for r in rows
+    }
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     lines(series, path, "KD step", "FID", title, logy=True, ax=ax)
     if teacher_fid is not None:

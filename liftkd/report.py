@@ -1,9 +1,8 @@
-"""The sweep's results summarised: a job's rows (notebook 04), and the tables over seeds and the
-curves of notebook 05.
+"""KD jobs' results summarised: the tables over seeds and the curves of notebooks 05, 06 and 07.
 
-``summarise`` turns a job's evaluations into one row per student (final metrics, convergence,
-curves); ``loss_summary`` its loss history into windowed means. The rest reads only what
-notebook 04 saved (``FIGURES_DIR/04_distill/<job>.json``) and computes nothing anew.
+``loss_summary`` turns a job's loss history into windowed means (notebook 04). The rest reads
+only what the notebooks saved (``FIGURES_DIR/04_distill/<job>.json``, the rows of
+``liftkd.kd_job.summarise``) and computes nothing anew.
 """
 
 from __future__ import annotations
@@ -14,55 +13,26 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from liftkd.claims import convergence, mean_fid
-from liftkd.objectives import label
+from liftkd.claims import mean_fid
+from liftkd.kd_job import FINAL_SAMPLES
 from liftkd.runs import load_torch
-from liftkd.sweep.jobs import FINAL_SAMPLES, check_result_settings, job_dir, plan
+from liftkd.sweep.jobs import check_result_settings, job_dir, plan
+
+# the DiT and latent paths' tables (notebooks 06 and 07)
+BACKBONE_COLUMNS = [
+    "objective",
+    "fid",
+    "fid_sd",
+    "fid_se",
+    "fid_seeds",
+    "seeds",
+    "params",
+    "status",
+]
 
 
 def _num(x) -> float:
     return math.nan if x is None or x == "" else float(x)
-
-
-def summarise(job, profile, evals: list[dict], reference: dict) -> list[dict]:
-    """One row per objective: the final FID (on ``distill.final_samples`` images) with its
-    standard error, the other final metrics, the status by the convergence rule of
-    ``liftkd.claims`` (against the recognisable threshold in ``reference``) and the curves."""
-    cfg = profile.distill
-    rows = []
-    for spec in job.objectives:
-        mine = sorted((r for r in evals if r["objective"] == spec), key=lambda r: r["step"])
-        trained = [r for r in mine if r["step"] > 0]
-        fids = [_num(r["fid"]) for r in trained]
-        ses = [_num(r.get("fid_se")) for r in trained]
-        last = trained[-1] if trained else {}
-        status = convergence(
-            fids, ses, reference["recognisable"], cfg.converged_within, cfg.converged_evals
-        )
-        rows.append(
-            {
-                "job": job.name,
-                "group": job.group,
-                "ratio": job.ratio,
-                "seed": job.seed,
-                "objective": spec,
-                "label": label(spec, profile.distill.group_size),
-                "status": status,
-                "fid": _num(last.get("fid_final")),
-                "fid_se": _num(last.get("fid_final_se")),
-                "n_final": int(_num(last.get("n_final")) or 0) if last else 0,
-                "kid": last.get("kid"),
-                "precision": last.get("precision"),
-                "recall": last.get("recall"),
-                "coarse_share": last.get("coarse_share"),
-                "fid_curve": {int(r["step"]): r["fid"] for r in mine},
-                "fid_se_curve": {int(r["step"]): r.get("fid_se") for r in mine},
-                "coarse_share_curve": {int(r["step"]): r["coarse_share"] for r in mine},
-                "params": last.get("params"),
-                "steps": job.train.steps,
-            }
-        )
-    return rows
 
 
 def loss_summary(history_path: str | Path, specs: list[str], window: int = 20) -> dict:
@@ -79,11 +49,6 @@ def loss_summary(history_path: str | Path, specs: list[str], window: int = 20) -
         out[spec] = {"step": [int((b + 1) * window) for b in means.index]}
         out[spec].update({part: means[c].round(6).tolist() for part, c in cols.items()})
     return out
-
-
-def labels(specs, group_size: int | None) -> dict[str, str]:
-    """``{spec: a reader's label}`` for a job's objectives (PLACE's K filled in)."""
-    return {spec: label(spec, group_size) for spec in specs}
 
 
 def diverged_steps(result, specs) -> dict[str, int]:
@@ -142,15 +107,20 @@ def student_rows(jobs: list[dict]) -> list[dict]:
     return out
 
 
-def table(rows: list[dict], group: str = "main") -> list[dict]:
-    """Ratio x objective: FID (mean, sd over seeds), KID, precision, recall, size, status."""
+def table(rows: list[dict], group: str | None = "main", columns=None) -> list[dict]:
+    """Ratio x objective: FID (mean, sd over seeds), KID, precision, recall, size, status, over
+    the rows of ``group`` (None: every row; the DiT and latent paths' rows have no ratio), with
+    only ``columns`` when given."""
     cells = defaultdict(list)
     for r in rows:
-        if r["group"] == group:
-            cells[(float(r["ratio"]), r["objective"])].append(r)
+        if group is None or r.get("group") == group:
+            ratio = r.get("ratio")
+            cells[(None if ratio is None else float(ratio), r["objective"])].append(r)
     order = {o: i for i, o in enumerate(dict.fromkeys(r["objective"] for r in rows))}
     out = []
-    for (ratio, _obj), rs in sorted(cells.items(), key=lambda kv: (kv[0][0], order[kv[0][1]])):
+    for (ratio, _obj), rs in sorted(
+        cells.items(), key=lambda kv: (kv[0][0] or 0.0, order[kv[0][1]])
+    ):
         fid, fid_sd = mean_fid(rs)
 
         def avg(key, rs=rs):
@@ -176,7 +146,7 @@ def table(rows: list[dict], group: str = "main") -> list[dict]:
                 "steps": rs[0]["steps"],
             }
         )
-    return out
+    return [{k: r[k] for k in columns} for r in out] if columns else out
 
 
 def pivot(table_rows: list[dict]) -> list[dict]:

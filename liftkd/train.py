@@ -117,6 +117,19 @@ def ema_decay_at(step: int, decay: float) -> float:
     return min(decay, (1 + step) / (10 + step))
 
 
+def eval_steps(steps: int, evaluations: int) -> list[int]:
+    """``evaluations`` evenly spaced steps, the last one ``steps``."""
+    if evaluations < 1 or steps % evaluations:
+        raise ValueError(f"{evaluations} evaluations must divide {steps} steps evenly")
+    every = steps // evaluations
+    return [every * (i + 1) for i in range(evaluations)]
+
+
+def checkpoint_interval(eval_every: int, target: int) -> int:
+    """The largest divisor of ``eval_every`` not above ``target``: checkpoints fall on evaluations."""
+    return max(d for d in range(1, min(eval_every, target) + 1) if eval_every % d == 0)
+
+
 def snapshot_path(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / SNAPSHOTS / f"step_{step}.pt"
 

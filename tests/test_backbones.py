@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from liftkd import backbone_kd, claims, dit
+from liftkd import claims, dit, kd_job, kd_runs
 from liftkd.block_removal import bk_sdm_plan, remove_blocks
 from liftkd.checkpoints import load_model, save_model
 from liftkd.config import SettingsError, get_profile
@@ -328,27 +328,28 @@ def test_one_kd_step_under_every_objective_of_each_path(smoke, path, tmp_path):
         data = torch.randn(32, 4, 4, 4)
         extra, options = {}, {}
         example = {"sample": torch.randn(2, 4, 4, 4), "timestep": torch.tensor([5, 500])}
-    backbone = backbone_kd.Backbone(
+    backbone = kd_job.Backbone(
         name=path,
         teacher=teacher.requires_grad_(False),
         student=student,
         data=data,
-        sampler=lambda m, n, seed: None,
-        example=example,
+        sampler=lambda m, n: None,
+        example=lambda: example,
         options=options,
         **extra,
     )
     from dataclasses import replace
 
     one = replace(cfg, train=replace(cfg.train, steps=2, checkpoint_every=1), evaluations=2)
-    result = backbone_kd.train_job(backbone, one, 0, smoke, tmp_path, progress=False)
+    job = kd_runs.backbone_jobs(path, one, tmp_path)[0]
+    result = kd_job.train(backbone, job, smoke, progress=False)
     assert [int(d) for d in result.ema.diverged_at] == [-1, -1]
     for spec in one.objectives:
         assert all(math.isfinite(h[f"{spec}/loss"]) for h in result.history)
         trained = result.model.member(spec).student.state_dict()
         assert any(not torch.equal(v, student.state_dict()[k]) for k, v in trained.items())
     # run again: found finished, nothing trained
-    assert backbone_kd.train_job(backbone, one, 0, smoke, tmp_path, progress=False).steps_run == 0
+    assert kd_job.train(backbone, job, smoke, progress=False).steps_run == 0
 
 
 # ---------------------------------------------------------------- claim 7
@@ -365,7 +366,7 @@ def _result(base_fids, ours_fids, se=1.0, threshold=1000.0):
     return {
         "rows": rows,
         "comparison": {"baseline": "b", "ours": "o"},
-        "reference": {"recognisable": threshold, "teacher": {"fid": 10.0}},
+        "reference": {"recognisable": threshold, "teacher_final": {"fid": 10.0}},
     }
 
 
@@ -407,23 +408,24 @@ def test_a_diverged_student_is_recorded_while_the_other_trains_on(smoke, tmp_pat
 
     monkeypatch.setattr(RecipeKD, "kd_term", broken)
     teacher = _latent_unet(smoke).requires_grad_(False)
-    backbone = backbone_kd.Backbone(
+    backbone = kd_job.Backbone(
         name="latent",
         teacher=teacher,
         student=remove_blocks(teacher, bk_sdm_plan(teacher)),
         data=torch.randn(32, 4, 4, 4),
-        sampler=lambda m, n, seed: None,
-        example={"sample": torch.randn(2, 4, 4, 4), "timestep": torch.tensor([5, 500])},
+        sampler=lambda m, n: None,
+        example=lambda: {"sample": torch.randn(2, 4, 4, 4), "timestep": torch.tensor([5, 500])},
     )
     cfg = smoke.latent.kd
     cfg = replace(cfg, train=replace(cfg.train, steps=4, checkpoint_every=1), evaluations=2)
-    result = backbone_kd.train_job(backbone, cfg, 0, smoke, tmp_path, progress=False)
+    job = kd_runs.backbone_jobs("latent", cfg, tmp_path)[0]
+    result = kd_job.train(backbone, job, smoke, progress=False)
     assert [int(d) for d in result.ema.diverged_at] == [-1, 0]
     assert all(math.isfinite(h["bksdm/loss"]) for h in result.history)
-    rows = {
-        0: [
-            {"objective": "o", "label": "O", "step": s, "fid": f, "fid_se": 1.0, "n": 60}
-            for s, f in ((2, 50.0), (4, math.nan))
-        ]
-    }
-    assert backbone_kd.summarise(rows, 1000.0)[0]["status"] == "diverged"
+    evals = [
+        {"objective": o, "step": s, "fid": f, "fid_se": 1.0, "fid_final": f, "n_final": 60}
+        for o in cfg.objectives
+        for s, f in ((0, 900.0), (2, 50.0), (4, 48.0 if o == "bksdm" else math.nan))
+    ]
+    rows = kd_job.summarise(job, evals, 1000.0, job.labels())
+    assert [r["status"] for r in rows] == ["converged", "diverged"]

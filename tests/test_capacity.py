@@ -5,9 +5,8 @@ import statistics
 
 import torch
 
-from liftkd import capacity
+from liftkd import capacity, evaluation
 from liftkd.config import get_profile
-from liftkd.sweep import evaluation as sweep_evaluation
 from tests.conftest import smoke_pair
 
 
@@ -37,15 +36,15 @@ def test_fid_standard_error_from_the_parts(monkeypatch):
         size = len(images) // parts
         return [float(images[i * size : (i + 1) * size].float().mean()) for i in range(parts)]
 
-    monkeypatch.setattr(sweep_evaluation, "score", fake_score)
-    monkeypatch.setattr(sweep_evaluation, "fid_parts", fake_parts)
+    monkeypatch.setattr(evaluation, "score", fake_score)
+    monkeypatch.setattr(evaluation, "fid_parts", fake_parts)
     images = torch.cat([torch.full((3, 1, 2, 2), v, dtype=torch.uint8) for v in (10, 20, 40, 50)])
-    out = sweep_evaluation.fid_with_se(None, None, images, parts=4)
+    out = evaluation.fid_with_se(None, None, images, parts=4)
     assert out["fid"] == 30.0 and "kid_std" not in out
     assert math.isclose(out["fid_se"], statistics.stdev([10, 20, 40, 50]) / 2)
     # identical parts: no sampling error
     same = torch.full((8, 1, 2, 2), 7, dtype=torch.uint8)
-    assert sweep_evaluation.fid_with_se(None, None, same, parts=2)["fid_se"] == 0.0
+    assert evaluation.fid_with_se(None, None, same, parts=2)["fid_se"] == 0.0
 
 
 def test_the_highest_generating_ratio_is_read_against_the_threshold(monkeypatch):

@@ -213,7 +213,7 @@ def test_dit_and_latent_paths_run_alone_and_resume(smoke_run, tmp_path, python):
         res = results[stem] = blob["results"]
         assert {r["objective"] for r in res["rows"]} == objectives
         assert sorted({r["seed"] for r in res["rows"]}) == [0, 1]
-        assert all(r["fid_se"] > 0 and r["n"] == 60 for r in res["rows"])
+        assert all(r["fid_se"] > 0 and r["n_final"] == 60 for r in res["rows"])
         assert res["reference"]["teacher"]["fid"] > 0
         assert blob["meta"]["versions"]["diffusers"] and "git" in blob["meta"]
         assert blob["meta"]["profile"]["name"] == "smoke"

@@ -121,25 +121,28 @@ def _hold(folder):
 def test_a_second_run_of_a_job_is_refused_and_changes_nothing(tmp_path):
     """Two runs of one job on one RUN_NAME used to double every evals.csv row, or one died on
     the other's checkpoint.pt.tmp. The second is refused at once; the first's files stay."""
+    from liftkd import kd_job
     from liftkd.locks import FolderBusyError
-    from liftkd.sweep import jobs, training
+    from liftkd.sweep import jobs, pixel
 
     p, teacher, student = smoke_pair()
     job = jobs.job_from_name(p, "main_r0.5_s0", objectives=["outkd"], steps=4)
     folder = jobs.job_dir(tmp_path, job)
     folder.mkdir(parents=True)
     (folder / "evals.csv").write_text("objective,step\noutkd,0\n")
+    backbone = pixel.unet_backbone(p, teacher.requires_grad_(False), student)
+    kd = pixel.kd_job(p, tmp_path, job)
     holder = _hold(folder)
     try:
         with pytest.raises(FolderBusyError, match=r"main_r0.5_s0.*is in use by process \d+"):
-            training.train_job(job, p, tmp_path, teacher.requires_grad_(False), student)
+            kd_job.train(backbone, kd, p)
         assert sorted(f.name for f in folder.iterdir()) == [".in_use.lock", "evals.csv"]
         assert (folder / "evals.csv").read_text() == "objective,step\noutkd,0\n"
     finally:
         holder.kill()
         holder.wait()
     # the holder gone (killed, not cleaned up), the job runs
-    result = training.train_job(job, p, tmp_path, teacher, student, progress=False)
+    result = kd_job.train(backbone, kd, p, progress=False)
     assert result.steps_run == 4 and (folder / "checkpoint.pt").exists()
 
 

@@ -9,10 +9,10 @@ import torch
 from liftkd.config import TrainConfig, get_profile
 from liftkd.diffusion import forward_noise, noise_scheduler
 from liftkd.distill import KDGroup, KDModule, distill_group
+from liftkd.kd_job import set_dropout
 from liftkd.lift import lift_terms
 from liftkd.models import build_unet
 from liftkd.objectives import build_objective, label
-from liftkd.sweep.training import set_dropout
 from tests.conftest import smoke_pair
 
 

@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from liftkd import bench, claims, error_study, report
+from liftkd import bench, claims, error_study, kd_job, report
 from liftkd.config import get_profile
 from liftkd.plots import markdown_table
 from liftkd.students import layer_rows
-from liftkd.sweep import jobs
+from liftkd.sweep import jobs, pixel
 
 
 def _row(objective, ratio, fid, group="main", seed=0, label=None):
@@ -67,7 +67,7 @@ def test_jobs_found_by_ratio_and_their_samples(tmp_path):
     assert report.samples_at(found, tmp_path, 0.9, torch.zeros(30, 1, 4, 4)) == {}
     folder = jobs.job_dir(tmp_path, "main_r0.9_s0")
     folder.mkdir(parents=True)
-    torch.save({"a": torch.ones(50, 1, 4, 4, dtype=torch.uint8)}, folder / jobs.FINAL_SAMPLES)
+    torch.save({"a": torch.ones(50, 1, 4, 4, dtype=torch.uint8)}, folder / kd_job.FINAL_SAMPLES)
     grids = report.samples_at(found, tmp_path, 0.9, torch.zeros(30, 1, 4, 4, dtype=torch.uint8))
     assert list(grids) == ["teacher", "A"] and len(grids["A"]) == 20 and len(grids["teacher"]) == 20
 
@@ -181,15 +181,14 @@ def test_a_jobs_summary_row_per_objective():
         for o, curve in {"outkd": [900.0, 50.0, 48.0], "lift+place": [900.0, 80.0, 40.0]}.items()
         for s, f in zip([0, *job.eval_steps], curve, strict=False)
     ]
-    ref = {"recognisable": 100.0}
-    rows = {r["objective"]: r for r in report.summarise(job, profile, evals, ref)}
+    kd = pixel.kd_job(profile, "unused", job)
+    labels = kd.labels(profile.distill.group_size)
+    rows = {r["objective"]: r for r in kd_job.summarise(kd, evals, 100.0, labels)}
     # the smoke profile judges the last two of its two evaluations: 50 -> 48 is within 5%
     assert rows["outkd"]["status"] == "converged" and rows["outkd"]["fid"] == 47.0
     assert rows["outkd"]["fid_se"] == 0.25 and rows["outkd"]["n_final"] == 120
     assert rows["lift+place"]["status"] == "still changing"
-    assert report.summarise(job, profile, evals, {"recognisable": 45.0})[0]["status"] == (
-        "does not generate"
-    )
+    assert kd_job.summarise(kd, evals, 45.0, labels)[0]["status"] == "does not generate"
     assert rows["lift+place"]["label"] == "LIFT+PLACE (K=4)"  # the smoke profile's K
     assert rows["outkd"]["fid_curve"] == {0: 900.0, 10: 50.0, 20: 48.0}
 

@@ -1,11 +1,11 @@
-"""The KD sweep: one job trains the students of a (ratio, seed) side by side, then measures them.
+"""The KD sweep of the pixel U-Net: one job trains the students of a (ratio, seed) side by side,
+then measures them, as every KD job does (``liftkd.kd_job``, shared with the DiT and latent paths).
 
 - ``liftkd.sweep.jobs``: the jobs of a profile and their names (``main_r0.8_s0``);
-- ``liftkd.sweep.training``: a job's students and objectives, trained side by side, resumable;
-- ``liftkd.sweep.evaluation.evaluate_job``: every student scored at every evaluation step, cached in
-  ``evals.csv`` one row at a time; ``liftkd.report``: the job's summary rows;
-- ``python -m liftkd.sweep list|train`` (``__main__.py``): the job names for make, and training
-  under ``accelerate launch``.
+- ``liftkd.sweep.pixel``: the pixel U-Net as a ``kd_job.Backbone``, a sweep job as a
+  ``kd_job.KDJob``, and the teacher's reference scores under the sweep's protocol;
+- ``python -m liftkd.sweep list|check|train`` (``__main__.py``): the job names for make, a name
+  checked, and training under ``accelerate launch``.
 
 A job's ``results.json`` (written by notebook 04) is written last: its presence means the job is
 done, which is what make checks. Nothing is imported here, so that ``list`` stays quick.

@@ -48,10 +48,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     if args.cmd == "check":
         return
-    from liftkd.sweep.training import load_models, train_job  # torch and diffusers: only here
+    # torch and diffusers: only here
+    from liftkd.kd_job import train
+    from liftkd.sweep.pixel import kd_job, load_models, unet_backbone
 
     teacher, student, _ = load_models(profile, args.run_dir, job.ratio)
-    train_job(job, profile, args.run_dir, teacher, student)
+    train(unet_backbone(profile, teacher, student), kd_job(profile, args.run_dir, job), profile)
 
 
 if __name__ == "__main__":

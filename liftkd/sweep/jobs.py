@@ -15,12 +15,12 @@ from pathlib import Path
 
 from liftkd.config import Profile, TrainConfig
 from liftkd.objectives import check_spec
+from liftkd.train import checkpoint_interval, eval_steps
 
 GROUPS = ("main", "ablation")
 # what a run's sweep writes: run_dir/distill/<job>/{checkpoint.pt, history.csv, snapshots/, ...}
+# (liftkd.kd_job: evals.csv, samples_final.pt)
 DISTILL_DIR = "distill"
-EVALS = "evals.csv"  # a job's evaluations, one row per (objective, step)
-FINAL_SAMPLES = "samples_final.pt"  # 100 samples of every student at the last evaluation
 RESULTS = "results.json"  # the job's summary, written last: its presence means the job is done
 REFERENCE = "reference.json"  # the teacher and the floor under the sweep's evaluation settings
 SETTINGS = "settings.json"  # the settings the job was trained and evaluated with (job_settings)
@@ -61,19 +61,6 @@ def job_name(group: str, ratio: float, seed: int) -> str:
     return f"{group}_r{ratio:g}_s{seed}"
 
 
-def eval_steps(steps: int, evaluations: int) -> list[int]:
-    """``evaluations`` evenly spaced steps, the last one ``steps``."""
-    if evaluations < 1 or steps % evaluations:
-        raise ValueError(f"{evaluations} evaluations must divide {steps} steps evenly")
-    every = steps // evaluations
-    return [every * (i + 1) for i in range(evaluations)]
-
-
-def _checkpoint_every(eval_every: int, target: int) -> int:
-    """The largest divisor of ``eval_every`` not above ``target``: checkpoints fall on evaluations."""
-    return max(d for d in range(1, min(eval_every, target) + 1) if eval_every % d == 0)
-
-
 def make_job(
     profile: Profile,
     group: str,
@@ -106,7 +93,7 @@ def make_job(
         cfg.train,
         steps=steps,
         seed=seed,
-        checkpoint_every=_checkpoint_every(every, cfg.train.checkpoint_every),
+        checkpoint_every=checkpoint_interval(every, cfg.train.checkpoint_every),
     )
     return Job(group, float(ratio), int(seed), tuple(objectives), train_cfg, cfg.evaluations)
 
