@@ -417,26 +417,15 @@ class Profile:
     teacher: TrainConfig
     sampling: SamplingConfig
     classifier: ClassifierConfig
-    dit: DiTConfig = DiTConfig()
-    pruning: PruningConfig = PruningConfig()
-    analysis: AnalysisConfig = AnalysisConfig()
-    capacity: CapacityConfig = CapacityConfig()
-    distill: DistillConfig = DistillConfig()
-    dit_kd: DiTKDConfig = DiTKDConfig(
-        teacher=TrainConfig(steps=60, batch_size=32, warmup_steps=10, checkpoint_every=20),
-        kd=_smoke_kd(_DIT_OBJECTIVES),
-        keep=2,
-    )
-    latent: LatentConfig = LatentConfig(
-        autoencoder=AutoencoderConfig(
-            block_out_channels=(16, 32),
-            norm_num_groups=4,
-            train=TrainConfig(steps=40, batch_size=32, warmup_steps=5, checkpoint_every=20),
-        ),
-        unet=_latent_unet((20, 40), norm_num_groups=2),
-        teacher=TrainConfig(steps=40, batch_size=32, warmup_steps=5, checkpoint_every=20),
-        kd=_smoke_kd(_LATENT_OBJECTIVES),
-    )
+    # every experiment section is stated by each profile (no defaults: a profile never runs on
+    # another's sizes; tests/test_config.py checks that no section is shared)
+    dit: DiTConfig
+    pruning: PruningConfig
+    analysis: AnalysisConfig
+    capacity: CapacityConfig
+    distill: DistillConfig
+    dit_kd: DiTKDConfig
+    latent: LatentConfig
     # the features of FID/KID/PR (liftkd.feature_extractor): "classifier" (labelled images) or
     # "autoencoder" (no labels needed), trained here offline; "auto" picks the classifier when the
     # images have labels; "inception": torch-fidelity's InceptionV3
@@ -530,6 +519,22 @@ def _smoke() -> Profile:
             probe_images=32,
             diagnose_every=5,
         ),
+        dit=DiTConfig(),
+        dit_kd=DiTKDConfig(
+            teacher=TrainConfig(steps=60, batch_size=32, warmup_steps=10, checkpoint_every=20),
+            kd=_smoke_kd(_DIT_OBJECTIVES),
+            keep=2,
+        ),
+        latent=LatentConfig(
+            autoencoder=AutoencoderConfig(
+                block_out_channels=(16, 32),
+                norm_num_groups=4,
+                train=TrainConfig(steps=40, batch_size=32, warmup_steps=5, checkpoint_every=20),
+            ),
+            unet=_latent_unet((20, 40), norm_num_groups=2),
+            teacher=TrainConfig(steps=40, batch_size=32, warmup_steps=5, checkpoint_every=20),
+            kd=_smoke_kd(_LATENT_OBJECTIVES),
+        ),
     )
 
 
@@ -560,6 +565,18 @@ def _cpu() -> Profile:
         classifier=ClassifierConfig(epochs=12),
         pruning=PruningConfig(ratios=(0.3, 0.5, 0.7, 0.8, 0.9), timestep_stride=20),
         analysis=AnalysisConfig(ratios=(0.5, 0.8), corrected_ratios=(0.5, 0.8)),
+        # every ratio's architecture from scratch, 1,500 steps (notebook 02's capacity floor)
+        capacity=CapacityConfig(
+            ratios=(0.5, 0.6, 0.7, 0.8, 0.9),
+            train=TrainConfig(
+                steps=1500,
+                batch_size=32,
+                lr=2e-3,
+                lr_min=2e-4,
+                warmup_steps=100,
+                checkpoint_every=250,
+            ),
+        ),
         # the aggressive ratio is 0.8: its (6, 12, 24) student (4.1% of the teacher's parameters)
         # is the smallest that learns to generate from scratch (the capacity floor, notebook 02;
         # at 0.9 the (3, 6, 12) student samples noise). The paper's 50/70% differences are at most
@@ -607,7 +624,30 @@ def _cpu() -> Profile:
     )
 
 
+def _gpu_kd(objectives: tuple[str, ...], teacher: TrainConfig) -> BackboneKDConfig:
+    """The gpu profile's DiT or latent KD jobs: the sweep's protocol, 100k steps."""
+    return BackboneKDConfig(
+        objectives=objectives,
+        train=dataclasses.replace(teacher, steps=100_000, warmup_steps=0),
+        seeds=(0, 1, 2),
+        evaluations=5,
+        eval_samples=10_000,
+        final_samples=50_000,
+        ddim_steps=100,
+    )
+
+
 def _gpu() -> Profile:
+    # DiT's ImageNet recipe: AdamW at a flat 1e-4, no weight decay, EMA 0.9999, batch 256
+    dit_teacher = TrainConfig(
+        steps=400_000,
+        batch_size=256,
+        lr=1e-4,
+        lr_min=1e-4,
+        warmup_steps=0,
+        ema_decay=0.9999,
+        checkpoint_every=5000,
+    )
     # DDPM's CIFAR-10 protocol: Adam at a flat 2e-4, EMA 0.9999, batch 128
     teacher = TrainConfig(
         steps=800_000,
@@ -657,6 +697,42 @@ def _gpu() -> Profile:
             eval_ddim_steps=100,
             probe_images=1000,
             seeds=(0, 1, 2),
+        ),
+        # the capacity floor: each ratio's architecture from scratch under the students' recipe
+        capacity=CapacityConfig(
+            ratios=(0.3, 0.5, 0.7),
+            train=dataclasses.replace(teacher, steps=100_000, warmup_steps=0),
+        ),
+        # claim 7 on CIFAR-10 (choice: the paper's DiT and latent results are on ImageNet and
+        # MS-COCO, out of reach here). The DiT is DiT-S/2's shape (12 blocks, width 384, patch 2)
+        # trained as DiT trains (AdamW at a flat 1e-4, EMA 0.9999, 10% label dropout); its student
+        # keeps 6 of 12 blocks, TinyDiT-D14's share of DiT-XL's 28. Both paths' KD jobs follow
+        # the sweep's protocol: 3 seeds, 100 DDIM steps, Inception FID on 10k samples along the
+        # curve and 50k at the end
+        dit=DiTConfig(num_layers=12, num_attention_heads=6, attention_head_dim=64, patch_size=2),
+        dit_kd=DiTKDConfig(
+            teacher=dit_teacher,
+            kd=_gpu_kd(_DIT_OBJECTIVES, dit_teacher),
+            keep=6,
+        ),
+        # the latent path: an AutoencoderKL to 4 x 16 x 16 latents, a (128, 256) latent U-Net
+        # with two layers per block (BK-SDM removes the second), trained as the pixel teacher
+        latent=LatentConfig(
+            autoencoder=AutoencoderConfig(
+                block_out_channels=(64, 128),
+                norm_num_groups=32,
+                train=TrainConfig(
+                    steps=100_000,
+                    batch_size=128,
+                    lr=1e-4,
+                    lr_min=1e-5,
+                    warmup_steps=1000,
+                    checkpoint_every=5000,
+                ),
+            ),
+            unet=_latent_unet((128, 256), norm_num_groups=32),
+            teacher=dataclasses.replace(teacher, steps=400_000),
+            kd=_gpu_kd(_LATENT_OBJECTIVES, teacher),
         ),
         notes={
             "teacher": "Diff-Pruning's CIFAR-10 teacher; OVERRIDES={pretrained_teacher: null} trains one",

@@ -50,3 +50,42 @@ def test_offline_profiles_allow_a_real_90_percent_cut(name):
 def test_profile_serialises(name):
     d = get_profile(name).to_dict()
     assert d["name"] == name and isinstance(d["unet"]["block_out_channels"], tuple)
+
+
+EXPERIMENT_SECTIONS = ("dit", "pruning", "analysis", "capacity", "distill", "dit_kd", "latent")
+
+
+def test_every_profile_states_every_experiment_section():
+    """No experiment section has a default: a profile that left one out would run on another
+    profile's sizes (the gpu profile once ran claim 7 on the smoke DiT)."""
+    import dataclasses
+
+    from liftkd.config import Profile
+
+    fields = {f.name: f for f in dataclasses.fields(Profile)}
+    for name in EXPERIMENT_SECTIONS:
+        assert fields[name].default is dataclasses.MISSING, name
+        assert fields[name].default_factory is dataclasses.MISSING, name
+    with pytest.raises(TypeError, match="dit_kd"):
+        Profile(**{k: v for k, v in vars(get_profile("smoke")).items() if k != "dit_kd"})
+
+
+@pytest.mark.parametrize("section", EXPERIMENT_SECTIONS)
+def test_each_profiles_sections_are_its_own(section):
+    """The gpu profile sizes every section for itself: none equals the smoke or cpu one (the
+    DiT, latent and capacity sections included), and the gpu paths' KD jobs are judged on as many
+    images as the sweep's."""
+    gpu = getattr(get_profile("gpu"), section)
+    assert gpu != getattr(get_profile("smoke"), section)
+    assert gpu != getattr(get_profile("cpu"), section)
+
+
+def test_the_gpu_profiles_backbone_paths_follow_its_sweep_protocol():
+    g = get_profile("gpu")
+    for kd in (g.dit_kd.kd, g.latent.kd):
+        assert (kd.eval_samples, kd.final_samples) == (
+            g.distill.eval_samples,
+            g.distill.final_samples,
+        )
+        assert kd.ddim_steps == g.distill.eval_ddim_steps and len(kd.seeds) >= 3
+    assert g.dit.num_layers > g.dit_kd.keep > 0
