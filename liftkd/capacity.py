@@ -5,7 +5,7 @@ same shapes) is re-initialised and trained from scratch with the denoising loss 
 on one short budget (``capacity.train``); each is then sampled and scored as the sweep scores its
 students (``distill.eval_samples`` images, ``distill.eval_ddim_steps`` DDIM steps, FID with its
 standard error). A ratio whose student's FID stays above the recognisable threshold
-(``liftkd.claims.recognisable_threshold``) is below the floor: KD at that ratio distils into a
+(``liftkd.rules.recognisable_threshold``) is below the floor: KD at that ratio distils into a
 model that cannot generate, and every comparison of objectives there says nothing.
 
 Each ratio trains in ``run_dir/capacity/r<ratio>/`` (resumable) and leaves ``result.json``.

@@ -26,7 +26,7 @@ from liftkd.distill import distill, load_snapshot
 from liftkd.evaluation import floor, sample, score
 from liftkd.objectives import build_objective
 from liftkd.students import get_student
-from liftkd.train import list_snapshots, snapshot_path
+from liftkd.train_state import list_snapshots, snapshot_path
 
 ANALYSIS_DIR = "analysis"
 

@@ -60,7 +60,7 @@ def export_job_student(
     from liftkd.students import get_student
     from liftkd.sweep.jobs import RESULTS, job_dir, job_from_name
     from liftkd.teacher import get_teacher
-    from liftkd.train import list_snapshots, snapshot_path
+    from liftkd.train_state import list_snapshots, snapshot_path
 
     profile = get_profile(profile_name, **(overrides or {}))
     job = job_from_name(profile, job_name)
@@ -121,7 +121,7 @@ def export_backbone_student(
     from liftkd.kd_runs import job_dir
     from liftkd.metrics import count_parameters
     from liftkd.model_card import backbone_card
-    from liftkd.train import list_snapshots, snapshot_path
+    from liftkd.train_state import list_snapshots, snapshot_path
 
     blob = _results_of_a_path(Path(results_file))
     results, name = blob["results"], blob["results"]["backbone"]

@@ -39,7 +39,6 @@ import torch
 import torch.nn as nn
 
 from liftkd.analysis import coarse_shares
-from liftkd.claims import convergence
 from liftkd.config import Profile, TrainConfig
 from liftkd.diffusion import noise_scheduler
 from liftkd.distill import KDGroup, KDModule, distill_group
@@ -47,8 +46,10 @@ from liftkd.evaluation import fid_with_se
 from liftkd.locks import claim
 from liftkd.metrics import count_parameters
 from liftkd.objectives import build_objective, label, parse_spec
+from liftkd.rules import convergence
 from liftkd.runs import append_row, load_torch, read_rows, save_torch
-from liftkd.train import TrainResult, snapshot_path
+from liftkd.train import TrainResult
+from liftkd.train_state import snapshot_path
 
 EVALS = "evals.csv"  # a job's evaluations, one row per (objective, step)
 FINAL_SAMPLES = "samples_final.pt"  # 100 samples of every student at the last evaluation
@@ -66,7 +67,7 @@ class Protocol:
     final_samples: int  # images per FID at the last step
     fid_parts: int  # the images split into this many parts for the FID's standard error
     ddim_steps: int
-    converged_within: float = 0.05  # liftkd.claims.convergence
+    converged_within: float = 0.05  # liftkd.rules.convergence
     converged_evals: int = 3
     probe_timesteps: tuple[int, ...] = ()  # the probe's coarse share at these (none: not measured)
 

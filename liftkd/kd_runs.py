@@ -14,14 +14,14 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from liftkd.claims import compare, recognisable_threshold
 from liftkd.config import BackboneKDConfig, Profile
 from liftkd.evaluation import features_label, fid_with_se, floor, reference_points, score
 from liftkd.kd_job import Backbone, KDJob, Protocol, Sampler, evaluate, summarise, train
 from liftkd.locks import locked, replacing
 from liftkd.metrics import count_parameters
 from liftkd.objectives import label
-from liftkd.train import checkpoint_interval, eval_steps
+from liftkd.rules import compare, recognisable_threshold
+from liftkd.train_state import checkpoint_interval, eval_steps
 
 REFERENCE = "reference.json"  # a backbone's reference scores, cached beside its jobs
 
@@ -40,7 +40,7 @@ def reference(
     in ``path`` (under a file lock: two jobs may ask at once): the teacher on ``eval_samples``
     images and on ``final_samples`` (``teacher_final``, beside the students' final FIDs), the
     real-vs-real floor, the recognisable threshold (blurred held-out images,
-    ``liftkd.claims.recognisable_threshold``), and the FID of every uint8 image set of ``extra``
+    ``liftkd.rules.recognisable_threshold``), and the FID of every uint8 image set of ``extra``
     (the latent path's autoencoder floor)."""
     path = Path(path)
     with locked(path):
@@ -140,7 +140,7 @@ def run_backbone(
 
 def compare_rows(rows: list[dict], baseline: str, ours: str) -> dict:
     """Every seed's final FIDs of ``ours`` against ``baseline`` and the verdict of
-    ``liftkd.claims.compare`` (-1: ours wins beyond noise on every seed, +1: the baseline does,
+    ``liftkd.rules.compare`` (-1: ours wins beyond noise on every seed, +1: the baseline does,
     0: within noise or mixed)."""
     a = [r for r in rows if r["objective"] == ours]
     b = [r for r in rows if r["objective"] == baseline]

@@ -13,8 +13,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from liftkd.claims import mean_fid
 from liftkd.kd_job import FINAL_SAMPLES
+from liftkd.rules import mean_fid
 from liftkd.runs import load_torch
 from liftkd.sweep.jobs import check_result_settings, job_dir, plan
 

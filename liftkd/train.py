@@ -23,9 +23,11 @@ students side by side clips each student on its own); others are clipped as one.
 
 What it guarantees:
 
-- **Resume.** A checkpoint (model, EMA, optimiser, step, loss history) is written atomically to
-  ``run_dir/checkpoint.pt`` every ``cfg.checkpoint_every`` steps and at the end. Running the same
-  call again continues from it; a finished run returns at once without training.
+- **Resume.** A checkpoint (model, EMA, optimiser, step) is written atomically to
+  ``run_dir/checkpoint.pt`` every ``cfg.checkpoint_every`` steps and at the end, after the steps'
+  losses are appended to ``run_dir/history.csv`` (``liftkd.train_state``: the files and how they
+  are read back). Running the same call again continues from it; a finished run returns at once
+  without training.
 - **Reproducibility.** Step ``k`` draws its batch indices, noise, timesteps and dropout from a
   generator seeded by ``(cfg.seed, k)``, so the same seed gives the same losses, and a resumed
   run the same losses as an uninterrupted one.
@@ -39,10 +41,7 @@ check and the divergence stop share the loop's state); split, they would be hard
 from __future__ import annotations
 
 import copy
-import csv
-import dataclasses
 import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,18 +54,24 @@ from tqdm.auto import tqdm
 
 from liftkd.config import TrainConfig
 from liftkd.data import to_model_range
-from liftkd.locks import exclusive, replacing
-from liftkd.runs import load_torch, save_torch
-
-CHECKPOINT = "checkpoint.pt"
-HISTORY = "history.csv"
+from liftkd.locks import exclusive
+from liftkd.runs import save_torch
+from liftkd.train_state import (
+    CHECKPOINT,
+    HISTORY,
+    SNAPSHOTS,
+    append_history,
+    check_resumable,
+    config_dict,
+    history_of,
+    read_checkpoint,
+    snapshot_path,
+    write_history,
+)
 
 LossFn = Callable[
     [torch.nn.Module, torch.Tensor, torch.Generator, float, slice], tuple[torch.Tensor, dict]
 ]
-SNAPSHOTS = "snapshots"
-# settings that may change between an interrupted run and its resumption
-_RESUMABLE_CHANGES = {"steps", "checkpoint_every"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -117,76 +122,11 @@ def ema_decay_at(step: int, decay: float) -> float:
     return min(decay, (1 + step) / (10 + step))
 
 
-def eval_steps(steps: int, evaluations: int) -> list[int]:
-    """``evaluations`` evenly spaced steps, the last one ``steps``."""
-    if evaluations < 1 or steps % evaluations:
-        raise ValueError(f"{evaluations} evaluations must divide {steps} steps evenly")
-    every = steps // evaluations
-    return [every * (i + 1) for i in range(evaluations)]
-
-
-def checkpoint_interval(eval_every: int, target: int) -> int:
-    """The largest divisor of ``eval_every`` not above ``target``: checkpoints fall on evaluations."""
-    return max(d for d in range(1, min(eval_every, target) + 1) if eval_every % d == 0)
-
-
-def snapshot_path(run_dir: str | Path, step: int) -> Path:
-    return Path(run_dir) / SNAPSHOTS / f"step_{step}.pt"
-
-
-def list_snapshots(run_dir: str | Path) -> dict[int, Path]:
-    """The snapshots a run kept, ``{step: path}`` in step order."""
-    found = {}
-    for path in (Path(run_dir) / SNAPSHOTS).glob("step_*.pt"):
-        m = re.fullmatch(r"step_(\d+)\.pt", path.name)
-        if m:
-            found[int(m.group(1))] = path
-    return dict(sorted(found.items()))
-
-
 def set_threads(threads: int | None) -> int:
     """Use ``threads`` torch CPU threads (None: leave torch's default); returns the number in use."""
     if threads:
         torch.set_num_threads(int(threads))
     return torch.get_num_threads()
-
-
-def write_history(history: list[dict], path: Path) -> None:
-    if not history:
-        return
-    keys = list(dict.fromkeys(k for row in history for k in row))
-    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(history)
-
-
-def _config_dict(cfg: TrainConfig) -> dict:
-    return dataclasses.asdict(cfg)
-
-
-def _check_resumable(saved: dict, cfg: TrainConfig, path: Path) -> None:
-    now = _config_dict(cfg)
-    # a setting added since the checkpoint was written had its default then
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    saved = {k: saved.get(k, defaults.get(k)) for k in now}
-    diff = {
-        k: (saved[k], now[k]) for k in now if k not in _RESUMABLE_CHANGES and saved[k] != now[k]
-    }
-    if diff:
-        changes = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in diff.items())
-        raise ValueError(
-            f"{path} was written with other training settings ({changes}); "
-            "use another run folder, or delete it to start over"
-        )
-
-
-def _read_checkpoint(ckpt_path: Path) -> dict | None:
-    """The training checkpoint, or None when there is none yet (it is written whole, by rename,
-    so a read without the folder's lock sees the old file or the new one)."""
-    if not ckpt_path.exists():
-        return None
-    return load_torch(ckpt_path, "a training checkpoint", "delete it to start this training over")
 
 
 def train(
@@ -211,12 +151,12 @@ def train(
     args = (model, loss_fn, images, cfg, Path(run_dir), desc, progress, accelerator)
     more = (keep_snapshots, snapshot_every, labels)
     ckpt_path = Path(run_dir) / CHECKPOINT
-    ckpt = _read_checkpoint(ckpt_path)
+    ckpt = read_checkpoint(ckpt_path)
     if ckpt is not None and ckpt.get("step", 0) >= cfg.steps:
         return _train(*args, *more, ckpt)
     with exclusive(run_dir, f"training {desc!r}"):
         # read again under the lock: another process may have trained on since the first read
-        return _train(*args, *more, _read_checkpoint(ckpt_path))
+        return _train(*args, *more, read_checkpoint(ckpt_path))
 
 
 def _train(
@@ -271,17 +211,22 @@ def _train(
     opt = optimizers[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start, history, resumed_from = 0, [], None
     if ckpt is not None:
-        _check_resumable(ckpt["config"], cfg, ckpt_path)
+        check_resumable(ckpt["config"], cfg, ckpt_path)
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"])
-        start, history, resumed_from = ckpt["step"], ckpt["history"], ckpt["step"]
+        start, history, resumed_from = ckpt["step"], history_of(ckpt, run_dir), ckpt["step"]
         if start < cfg.steps:
             accelerator.print(f"[{desc}] resuming from step {start} of {cfg.steps} ({ckpt_path})")
     if start >= cfg.steps:
         return TrainResult(
             model.eval(), ema, history, resumed_from, 0, time.perf_counter() - t_call
         )
+    # the history file from here on holds exactly the checkpoint's rows, then grows by appending
+    written = 0
+    if history and accelerator.is_main_process:
+        write_history(history, run_dir / HISTORY)
+        written = len(history)
 
     model.train()
     model, opt = accelerator.prepare(model, opt)
@@ -289,19 +234,21 @@ def _train(
     last_good = resumed_from
 
     def save(step: int) -> None:
+        nonlocal written
         if accelerator.is_main_process:
+            # the history first: the checkpoint never counts rows the file does not hold
+            written = append_history(history, written, run_dir / HISTORY)
             save_torch(
                 {
                     "step": step,
                     "model": accelerator.unwrap_model(model).state_dict(),
                     "ema": ema.state_dict(),
                     "optimizer": opt.state_dict(),
-                    "history": history,
-                    "config": _config_dict(cfg),
+                    "history_rows": len(history),
+                    "config": config_dict(cfg),
                 },
                 ckpt_path,
             )
-            write_history(history, run_dir / HISTORY)
             if keep_snapshots and (step % (snapshot_every or 1) == 0 or step == cfg.steps):
                 (run_dir / SNAPSHOTS).mkdir(exist_ok=True)
                 weights = ema if snapshot_ema else accelerator.unwrap_model(model)

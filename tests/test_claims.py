@@ -2,7 +2,7 @@
 
 import math
 
-from liftkd import claims, report
+from liftkd import claims, report, rules
 
 RATIOS = [0.5, 0.7, 0.9]
 
@@ -118,20 +118,20 @@ def _seed(fid, se, seed=0):
 
 def test_a_win_needs_twice_the_combined_standard_error_on_every_seed():
     # SE 1 and 1: margin 2 * sqrt(2) = 2.83
-    assert claims.compare([_seed(100.0, 1.0)], [_seed(102.8, 1.0)]) == 0
-    assert claims.compare([_seed(100.0, 1.0)], [_seed(102.9, 1.0)]) == -1
-    assert claims.compare([_seed(102.9, 1.0)], [_seed(100.0, 1.0)]) == 1
+    assert rules.compare([_seed(100.0, 1.0)], [_seed(102.8, 1.0)]) == 0
+    assert rules.compare([_seed(100.0, 1.0)], [_seed(102.9, 1.0)]) == -1
+    assert rules.compare([_seed(102.9, 1.0)], [_seed(100.0, 1.0)]) == 1
     # two seeds: a win on both is a win; a win on one only is not
     a = [_seed(100.0, 1.0, 0), _seed(100.0, 1.0, 1)]
-    assert claims.compare(a, [_seed(103.0, 1.0, 0), _seed(103.0, 1.0, 1)]) == -1
-    assert claims.compare(a, [_seed(103.0, 1.0, 0), _seed(101.0, 1.0, 1)]) == 0
+    assert rules.compare(a, [_seed(103.0, 1.0, 0), _seed(103.0, 1.0, 1)]) == -1
+    assert rules.compare(a, [_seed(103.0, 1.0, 0), _seed(101.0, 1.0, 1)]) == 0
     # a diverged seed loses
-    assert claims.compare([_seed(math.nan, 0.0)], [_seed(120.0, 1.0)]) == 1
-    assert claims.compare([_seed(math.nan, 0.0)], [_seed(math.nan, 0.0)]) == 0
+    assert rules.compare([_seed(math.nan, 0.0)], [_seed(120.0, 1.0)]) == 1
+    assert rules.compare([_seed(math.nan, 0.0)], [_seed(math.nan, 0.0)]) == 0
 
 
 def test_convergence_rule_on_each_side_of_its_thresholds():
-    conv = claims.convergence
+    conv = rules.convergence
     small = [0.1, 0.1, 0.1, 0.1]
     # recognisable: last FID below the threshold (100)
     assert conv([100.0, 100.0, 100.0, 100.0], small, 100.0) == "does not generate"
@@ -152,7 +152,7 @@ def test_convergence_rule_on_each_side_of_its_thresholds():
 
 def test_recognisable_threshold_is_the_blurred_images_fid():
     points = {"uniform_noise": {"fid": 9000.0}, "blurred_holdout": {"fid": 1776.0}}
-    assert claims.recognisable_threshold(points) == 1776.0
+    assert rules.recognisable_threshold(points) == 1776.0
 
 
 def test_claims_markdown_and_table_over_seeds():

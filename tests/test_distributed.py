@@ -11,6 +11,7 @@ import subprocess
 import pytest
 import torch
 
+from liftkd.train_state import HISTORY, read_history
 from tests.conftest import REPO
 
 OVERRIDES = (
@@ -25,7 +26,9 @@ def _train(run_dir, launcher, python):
     job += ["--job", "main_r0.5_s0", "--overrides", OVERRIDES]
     done = subprocess.run([*launcher, *job], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-4000:]
-    return torch.load(run_dir / "distill" / "main_r0.5_s0" / "checkpoint.pt", weights_only=True)
+    folder = run_dir / "distill" / "main_r0.5_s0"
+    ckpt = torch.load(folder / "checkpoint.pt", weights_only=True)
+    return {**ckpt, "history": read_history(folder / HISTORY, ckpt["step"])}
 
 
 @pytest.mark.slow
@@ -46,3 +49,4 @@ def test_two_processes_end_where_one_process_ends(tmp_path, python):
     assert [r["loss"] for r in two["history"]] == pytest.approx(
         [r["loss"] for r in one["history"]], rel=1e-5
     )
+    assert len(one["history"]) == 4

@@ -10,9 +10,10 @@ from tests.conftest import REPO
 PACKAGE = REPO / "liftkd"
 # bottom first; a module imports only from its own layer or the ones before it
 LAYERS = [
-    {"config", "features", "plots", "probe", "claims", "locks", "pruned_unet", "model_card"},
+    {"sections", "profiles", "config", "features", "plots", "probe", "rules", "locks"},
+    {"pruned_unet", "model_card", "claims"},
     {"data", "diffusion", "models", "runs", "losses", "block_removal"},
-    {"checkpoints", "feature_extractor", "metrics"},
+    {"checkpoints", "feature_extractor", "metrics", "train_state"},
     {"lift", "sampling", "train", "recipes", "student_layouts"},
     {"student_folder"},
     {

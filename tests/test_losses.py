@@ -48,7 +48,7 @@ def test_zero_kd_when_student_is_teacher():
 
 
 def test_lift_value_by_hand():
-    """One sample, one channel: the formulas of METHOD.md written out."""
+    """One sample, one channel: the formulas of docs/method.md written out."""
     x = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]], dtype=torch.float64)
     y = 2.0 * x + 1.0 + torch.tensor([[[[0.1, -0.1], [-0.1, 0.1]]]], dtype=torch.float64)
     xm, ym = x.mean(), y.mean()

@@ -14,6 +14,7 @@ from liftkd.diffusion import noise_scheduler
 from liftkd.models import build_unet
 from liftkd.teacher import denoising_loss, train_teacher
 from liftkd.train import CHECKPOINT, TrainingDiverged, lr_at, train
+from liftkd.train_state import HISTORY, append_history, read_history
 
 
 def _profile(steps=6, every=3, seed=0):
@@ -119,16 +120,18 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path, python):
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert f"resuming from step {killed_at} of {steps}" in out.stdout + out.stderr
     resumed = torch.load(ckpt, weights_only=False)
-    assert resumed["step"] == steps and len(resumed["history"]) == steps
+    history = read_history(ckpt.parent / HISTORY, steps)
+    assert resumed["step"] == steps == resumed["history_rows"] == len(history)
+    assert [int(r["step"]) for r in history] == list(range(steps))
 
     # the resumed run is the uninterrupted run, loss for loss
     p = get_profile("smoke", teacher={"steps": steps, "checkpoint_every": every})
     straight = train_teacher(p, tmp_path / "straight", progress=False)
-    assert [r["loss"] for r in resumed["history"]] == pytest.approx(_losses(straight), rel=1e-5)
+    assert [r["loss"] for r in history] == pytest.approx(_losses(straight), rel=1e-5)
 
 
 def test_snapshots_are_listed_in_step_order(tmp_path):
-    from liftkd.train import list_snapshots, snapshot_path
+    from liftkd.train_state import list_snapshots, snapshot_path
 
     assert list_snapshots(tmp_path) == {}
     for step in (100, 5, 20):
@@ -137,3 +140,34 @@ def test_snapshots_are_listed_in_step_order(tmp_path):
     (tmp_path / "snapshots" / "step_x.pt").touch()  # not a snapshot name: ignored
     assert list(list_snapshots(tmp_path)) == [5, 20, 100]
     assert list_snapshots(tmp_path)[20] == tmp_path / "snapshots" / "step_20.pt"
+
+
+def test_the_history_is_appended_at_each_checkpoint_not_rewritten(tmp_path):
+    """A checkpoint holds no history (it would grow with every save); history.csv grows by
+    appending, so what was written stays byte for byte; a new column rewrites it once."""
+    path = tmp_path / HISTORY
+    rows = [{"step": i, "loss": 1.0 / (i + 1)} for i in range(3)]
+    assert append_history(rows, 0, path) == 3
+    before = path.read_text()
+    rows += [{"step": 3, "loss": 0.2}, {"step": 4, "loss": 0.1}]
+    assert append_history(rows, 3, path) == 5
+    assert path.read_text().startswith(before) and path.read_text().count("\n") == 6
+    rows.append({"step": 5, "loss": 0.05, "grad/task": 2.0})  # a column not seen before
+    assert append_history(rows, 5, path) == 6
+    assert read_history(path, 6) == rows
+
+
+def test_rows_after_the_checkpoint_are_cut_on_resume(tmp_path):
+    """An interruption between the history's append and the checkpoint leaves rows of steps the
+    checkpoint has not trained: the resumed run writes them again, as an uninterrupted run."""
+    first = train_teacher(_profile(steps=2, every=2), tmp_path, progress=False)
+    hist = tmp_path / "teacher" / HISTORY
+    assert "history" not in torch.load(tmp_path / "teacher" / CHECKPOINT, weights_only=False)
+    with open(hist, "a") as f:
+        f.write("2,99.0,0.001,1.0\n")  # a row the checkpoint does not count
+    resumed = train_teacher(_profile(steps=4, every=2), tmp_path, progress=False)
+    straight = train_teacher(_profile(steps=4, every=2), tmp_path / "straight", progress=False)
+    assert _losses(resumed) == _losses(straight) and _losses(resumed)[:2] == _losses(first)
+    assert [r["loss"] for r in read_history(hist, 4)] == _losses(straight)
+    with pytest.warns(UserWarning, match="holds 4 of the 6 steps"):
+        read_history(hist, 6)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from liftkd.config import Profile, TrainConfig
 from liftkd.objectives import check_spec
-from liftkd.train import checkpoint_interval, eval_steps
+from liftkd.train_state import checkpoint_interval, eval_steps
 
 GROUPS = ("main", "ablation")
 # what a run's sweep writes: run_dir/distill/<job>/{checkpoint.pt, history.csv, snapshots/, ...}
