@@ -28,14 +28,14 @@ EXECUTED := $(patsubst %,$(RUN_DIR)/%.ipynb,$(NOTEBOOKS))
 PAPERMILL := $(PY) -m papermill --log-output --no-progress-bar --start-timeout 300
 
 # The KD sweep (notebook 04, once per job): every objective of a ratio trained side by side, and
-# the LIFT+PLACE ablations at the highest ratio. The jobs are the profile's (`python -m liftkd.sweep
+# the LIFT+PLACE ablations at the highest ratio. The jobs are the profile's (`python -m liftkd.stages.sweep
 # list`), computed once per make and only in the recipes that need them (after the venv exists);
 # SEEDS='0 1 2' replaces the profile's seeds.
 SEEDS ?=
-SWEEP = $(eval SWEEP := $(shell $(PY) -m liftkd.sweep list --profile $(PROFILE) \
+SWEEP = $(eval SWEEP := $(shell $(PY) -m liftkd.stages.sweep list --profile $(PROFILE) \
 	--overrides $(OVERRIDES_ARG) $(if $(strip $(SEEDS)),--seeds $(SEEDS)) || echo LIST_FAILED))$(if \
 	$(filter LIST_FAILED,$(SWEEP)),$(error could not list the sweep's jobs; see why with: \
-	$(PY) -m liftkd.sweep list --profile $(PROFILE) --overrides $(OVERRIDES_ARG) \
+	$(PY) -m liftkd.stages.sweep list --profile $(PROFILE) --overrides $(OVERRIDES_ARG) \
 	$(if $(strip $(SEEDS)),--seeds $(SEEDS))),$(SWEEP))
 SWEEP_RESULTS = $(patsubst %,$(RUN_DIR)/distill/%/results.json,$(SWEEP))
 # jobs at once in make reproduce, and torch threads per job (the cores shared between them)
@@ -93,13 +93,13 @@ list-sweep: $(STAMP) ## the sweep's jobs for PROFILE and SEEDS, one per line
 # checked before anything is built for it, and the results are asked for by name (a file make
 # reaches only through a pattern is an intermediate one, which it deletes when done)
 distill-%: settings
-	@$(PY) -m liftkd.sweep check --job $* --profile $(PROFILE) --overrides $(OVERRIDES_ARG)
+	@$(PY) -m liftkd.stages.sweep check --job $* --profile $(PROFILE) --overrides $(OVERRIDES_ARG)
 	@$(MAKE) --no-print-directory $(RUN_DIR)/distill/$*/results.json
 
 $(RUN_DIR)/distill/%/results.json: notebooks/04_distill.ipynb $(RUN_DIR)/02_pruning.ipynb | settings
 	@mkdir -p $(@D) $(FIGURES)
 	@start=$$(date +%s); \
-	$(if $(LAUNCH),$(LAUNCH) -m liftkd.sweep train --profile $(PROFILE) --run-dir $(RUN_DIR) \
+	$(if $(LAUNCH),$(LAUNCH) -m liftkd.stages.sweep train --profile $(PROFILE) --run-dir $(RUN_DIR) \
 		--job $* --overrides $(OVERRIDES_ARG) &&) \
 	$(PAPERMILL) $< $(@D)/04_distill.partial.ipynb -p PROFILE $(PROFILE) -p RUN_DIR $(RUN_DIR) \
 		-p FIGURES_DIR $(FIGURES) -p JOB $* -p THREADS $(THREADS) -y $(OVERRIDES_YAML) \
@@ -157,7 +157,7 @@ test: $(STAMP) ## ruff (lint, format) and pytest, including the smoke profile en
 	$(PY) -m pytest
 
 bench: $(STAMP) ## benchmarks: objective cost per KD step, student sampling latency (figures/bench/)
-	$(PY) -m liftkd.bench --out figures/bench
+	$(PY) -m liftkd.measure.bench --out figures/bench
 
 lint: $(STAMP) ## fix what ruff can fix, and format
 	$(PY) -m ruff check --fix .

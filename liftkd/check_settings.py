@@ -31,7 +31,7 @@ def check_run_dir(run_dir: str) -> None:
 
 def check_objectives(profile: Profile) -> None:
     """Every objective spec of the sweep and of the DiT and latent paths builds."""
-    from liftkd.objectives import check_spec
+    from liftkd.method.objectives import check_spec
 
     where = {
         "distill.objectives": profile.distill.objectives,
@@ -66,7 +66,7 @@ def check_data(profile: Profile) -> None:
 
 def check_pretrained(profile: Profile) -> None:
     """A local pretrained teacher is a UNet2DModel for images of the data's channels."""
-    from liftkd.models import check_unet_folder, hub_id_reachable
+    from liftkd.models.presets import check_unet_folder, hub_id_reachable
 
     source = profile.pretrained_teacher
     if source is None:
@@ -87,7 +87,7 @@ def check_pretrained(profile: Profile) -> None:
 def check_jobs(profile: Profile, run_dir: str) -> None:
     """No KD job folder of the run holds a job made with other settings than these."""
     from liftkd.runs import CorruptFileError
-    from liftkd.sweep.jobs import job_from_name, plan, remember_job, sweep_dir
+    from liftkd.stages.sweep.jobs import job_from_name, plan, remember_job, sweep_dir
 
     planned = {(j.group, j.ratio) for j in plan(profile)}
     folder = sweep_dir(run_dir)

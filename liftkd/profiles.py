@@ -281,7 +281,7 @@ def _gpu() -> Profile:
         analysis=AnalysisConfig(ratios=(0.3, 0.5, 0.7), corrected_ratios=(0.3, 0.7)),
         # the paper's protocol (Adam at a flat 2e-4, EMA 0.9999, 100 DDIM steps, FID on 50k
         # samples, several seeds). DDPM-CIFAR's GroupNorm groups of 4 channels allow at most 75%
-        # (liftkd.pruning says so), so the ratios stop at 70% (choice); the step counts follow the
+        # (liftkd.models.pruning says so), so the ratios stop at 70% (choice); the step counts follow the
         # paper's growth with the ratio (200k/240k/500k at 50/70/90% on CelebA)
         distill=DistillConfig(
             ratios=(0.3, 0.5, 0.7),

@@ -25,7 +25,7 @@ Seed = Annotated[int, Field(ge=0, lt=2**32)]  # what numpy's and torch's generat
 Rate = Annotated[float, Field(gt=0)]  # learning rates, sampling counts as floats
 Share = Annotated[float, Field(ge=0, le=1)]  # decays, fractions, tolerances
 Ratio = Annotated[float, Field(gt=0, lt=1)]  # a pruning ratio: the share of channels removed
-# the fewest images one FID part can be scored on (liftkd.metrics: precision and recall compare
+# the fewest images one FID part can be scored on (liftkd.measure.metrics: precision and recall compare
 # each image with its 5 nearest neighbours)
 PART_IMAGES = 6
 Samples = Annotated[int, Field(ge=PART_IMAGES)]  # images sampled for one FID
@@ -156,7 +156,7 @@ class PruningConfig:
     criterion: Criterion = "diff-pruning"  # the students' criterion everywhere after notebook 02
     criteria: tuple[Criterion, ...] = ("diff-pruning", "taylor", "magnitude", "random")
     # "torch-pruning": each group keeps int(s * (1 - ratio)) of its s channels; "diff-pruning":
-    # the smallest group's kept channels rounded to nearest (liftkd.pruning), as its published models
+    # the smallest group's kept channels rounded to nearest (liftkd.models.pruning), as its published models
     rounding: Literal["torch-pruning", "diff-pruning"] = "torch-pruning"
     threshold: Share = 0.05  # Diff-Pruning's T: stop accumulating below T * max loss
     timestep_stride: Count = 1  # gradients at t = 0, s, 2s, ...; 1 is every timestep
@@ -205,7 +205,7 @@ class DistillConfig:
 
     One job trains every objective of a (ratio, seed) side by side on identical batches, noise
     and timesteps (one teacher forward per step); the ablation job does the same for
-    ``ablations`` at ``ablation_ratio``. Objectives are names of ``liftkd.losses`` with options
+    ``ablations`` at ``ablation_ratio``. Objectives are names of ``liftkd.method.losses`` with options
     after a colon: ``"lift+place:group_size=4,coarse=l2"``. The learning rate schedule (AdamW,
     warm-up then cosine to ``lr_min``) is identical for every objective of a ratio.
     """
@@ -236,17 +236,17 @@ class DistillConfig:
     eval_samples: Samples = 500  # images per FID during training
     final_samples: Samples = 2000  # images per FID at the last evaluation
     # every FID's standard error: the images split into this many parts, scored apart
-    # (liftkd.evaluation.fid_with_se)
+    # (liftkd.measure.evaluation.fid_with_se)
     fid_parts: Annotated[int, Field(ge=2)] = 4
     eval_ddim_steps: Count = 25
-    # converged (liftkd.rules.convergence): the samples are recognisable and the last
+    # converged (liftkd.measure.rules.convergence): the samples are recognisable and the last
     # converged_evals FIDs move by less than max(2 standard errors, converged_within)
     converged_within: Share = 0.05
     converged_evals: Annotated[int, Field(ge=2)] = 3
     probe_timesteps: tuple[Index, ...] = (100, 500, 900)
     probe_images: Count = 128  # held-out images for the coarse/fine shares over training
     seeds: tuple[Seed, ...] = (0,)
-    # every so many steps, the gradient each objective term puts on eS (liftkd.diagnostics); 0: off
+    # every so many steps, the gradient each objective term puts on eS (liftkd.method.diagnostics); 0: off
     diagnose_every: Index = 25
     # dropout of the students in training (None: the teacher's, as pruned); the authors use 0.1
     student_dropout: Annotated[float, Field(ge=0, lt=1)] | None = None
@@ -297,7 +297,7 @@ class BackboneKDConfig:
     final_samples: Samples = 2000
     fid_parts: Annotated[int, Field(ge=2)] = 4
     ddim_steps: Count = 25
-    # converged (liftkd.rules.convergence), as the sweep's distill.converged_*
+    # converged (liftkd.measure.rules.convergence), as the sweep's distill.converged_*
     converged_within: Share = 0.05
     converged_evals: Annotated[int, Field(ge=2)] = 3
 
@@ -385,7 +385,7 @@ class Profile:
     distill: DistillConfig
     dit_kd: DiTKDConfig
     latent: LatentConfig
-    # the features of FID/KID/PR (liftkd.feature_extractor): "classifier" (labelled images) or
+    # the features of FID/KID/PR (liftkd.measure.feature_extractor): "classifier" (labelled images) or
     # "autoencoder" (no labels needed), trained here offline; "auto" picks the classifier when the
     # images have labels; "inception": torch-fidelity's InceptionV3
     feature_extractor: Literal["auto", "classifier", "autoencoder", "inception"] = "auto"

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from liftkd.lift import lift_terms
-from liftkd.probe import decompose, ols_fit
+from liftkd.method.lift import lift_terms
+from liftkd.method.probe import decompose, ols_fit
 
 
 def toy_pair(

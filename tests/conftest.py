@@ -22,8 +22,8 @@ def smoke_pair(ratio: float = 0.5):
     """(smoke profile, an 8x8 smoke U-Net teacher with seeded random weights, its student pruned
     at ``ratio`` by magnitude): the small pair most tests distil, export or measure."""
     from liftkd.config import get_profile
-    from liftkd.models import build_unet
-    from liftkd.pruning import prune
+    from liftkd.models.presets import build_unet
+    from liftkd.models.pruning import prune
 
     p = get_profile("smoke")
     torch.manual_seed(0)

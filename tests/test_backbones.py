@@ -8,14 +8,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from liftkd import claims, dit, kd_job, kd_runs
-from liftkd.block_removal import bk_sdm_plan, remove_blocks
-from liftkd.checkpoints import load_model, save_model
 from liftkd.config import SettingsError, get_profile
 from liftkd.data import ImageSet
-from liftkd.diffusion import noise_scheduler
-from liftkd.distill import KDGroup, KDModule, kd_group_loss_fn
-from liftkd.dit import (
+from liftkd.method.features import feature_widths
+from liftkd.method.lift import lift_terms
+from liftkd.method.objectives import build_objective, label
+from liftkd.method.recipes import feature_weight, masked_feature_kd, outlier_mask
+from liftkd.models.block_removal import bk_sdm_plan, remove_blocks
+from liftkd.models.checkpoints import load_model, save_model
+from liftkd.models.presets import build_dit, build_unet
+from liftkd.results import claims
+from liftkd.stages import dit, kd_job, kd_runs
+from liftkd.stages.dit import (
     calibration_blocks,
     calibration_loss,
     dit_training_set,
@@ -24,12 +28,9 @@ from liftkd.dit import (
     paired_blocks,
     uniform_blocks,
 )
-from liftkd.features import feature_widths
-from liftkd.latent import build_autoencoder, decode, encode, latent_scale, reconstruct
-from liftkd.lift import lift_terms
-from liftkd.models import build_dit, build_unet
-from liftkd.objectives import build_objective, label
-from liftkd.recipes import feature_weight, masked_feature_kd, outlier_mask
+from liftkd.stages.latent import build_autoencoder, decode, encode, latent_scale, reconstruct
+from liftkd.training.diffusion import noise_scheduler
+from liftkd.training.distill import KDGroup, KDModule, kd_group_loss_fn
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def test_calibration_blocks_drop_the_least_harmful_block_each_time(smoke):
     kept, rows = calibration_blocks(teacher, 2, images, labels, sched, seed=3)
     assert len(kept) == 2 and [r["blocks_left"] for r in rows] == [3, 2]
     # the first removal is the block whose absence costs least on the same fixed batch
-    from liftkd.diffusion import forward_noise
+    from liftkd.training.diffusion import forward_noise
 
     x_t, t, noise = forward_noise(sched, images, torch.Generator().manual_seed(3))
     losses = {
@@ -249,7 +250,7 @@ def test_autoencoder_shapes_scale_and_floor(smoke):
 
 
 def test_a_missing_pretrained_autoencoder_is_a_clear_error(tmp_path):
-    from liftkd.latent import get_autoencoder
+    from liftkd.stages.latent import get_autoencoder
 
     p = get_profile("smoke", **{"latent.autoencoder.pretrained": str(tmp_path / "nope")})
     with pytest.raises(FileNotFoundError, match="no AutoencoderKL there"):
@@ -398,7 +399,7 @@ def test_backbone_settings_are_checked():
 def test_a_diverged_student_is_recorded_while_the_other_trains_on(smoke, tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from liftkd.recipes import RecipeKD
+    from liftkd.method.recipes import RecipeKD
 
     real = RecipeKD.kd_term
 

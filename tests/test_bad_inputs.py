@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from liftkd.config import SettingsError, get_profile, parse_overrides, resolve_profile
-from liftkd.models import build_unet
+from liftkd.models.presets import build_unet
 
 PY = sys.executable
 
@@ -23,13 +23,13 @@ def _profile(**overrides):
 
 
 def _objective(name, **options):
-    from liftkd.objectives import build_objective
+    from liftkd.method.objectives import build_objective
 
     return lambda: build_objective(name, **options)
 
 
 def _call_objective(name, eps=None, eS=None, eT=None, **options):
-    from liftkd.objectives import build_objective
+    from liftkd.method.objectives import build_objective
 
     shape = (2, 1, 8, 8)
     eps = torch.zeros(shape) if eps is None else eps
@@ -39,7 +39,7 @@ def _call_objective(name, eps=None, eS=None, eT=None, **options):
 
 
 def _prune(ratio, criterion="magnitude", **kw):
-    from liftkd.pruning import prune
+    from liftkd.models.pruning import prune
 
     def run():
         teacher = build_unet(get_profile("smoke").unet, 8, 1)
@@ -49,7 +49,7 @@ def _prune(ratio, criterion="magnitude", **kw):
 
 
 def _grouped(K, n=64):
-    from liftkd.probe import grouped
+    from liftkd.method.probe import grouped
 
     return lambda: grouped(torch.zeros(1, 1, n), torch.ones(1, 1, n), K)
 
@@ -311,49 +311,57 @@ CASES = [
     ),
     (
         "var_eps zero on the class",
-        lambda: __import__("liftkd.lift").lift.LIFT(var_eps=0.0),
+        lambda: __import__("liftkd.method.lift").method.lift.LIFT(var_eps=0.0),
         ValueError,
         r"var_eps must be a number above 0, got 0.0",
     ),
     (
         "PLACE given a bare number",
-        lambda: __import__("liftkd.lift").lift.PLACE(1e-7),
+        lambda: __import__("liftkd.method.lift").method.lift.PLACE(1e-7),
         TypeError,
         r"PLACE takes its options by name, e.g. PLACE\(group_size=16, lam=1.0\); got 1e-07",
     ),
     (
         "LIFT given a bare number",
-        lambda: __import__("liftkd.lift").lift.LIFT(1e-7),
+        lambda: __import__("liftkd.method.lift").method.lift.LIFT(1e-7),
         TypeError,
         r"LIFT takes its options by name.*got 1e-07 without a name",
     ),
     (
         "spec option not a number",
-        lambda: __import__("liftkd.objectives").objectives.check_spec("lift+place:group_size=abc"),
+        lambda: __import__("liftkd.method.objectives").method.objectives.check_spec(
+            "lift+place:group_size=abc"
+        ),
         ValueError,
         r"spec 'lift\+place:group_size=abc'.*whole number of at least 2, got 'abc'",
     ),
     (
         "spec coarse scale negative",
-        lambda: __import__("liftkd.objectives").objectives.check_spec("lift:coarse_scale=-1"),
+        lambda: __import__("liftkd.method.objectives").method.objectives.check_spec(
+            "lift:coarse_scale=-1"
+        ),
         ValueError,
         r"spec 'lift:coarse_scale=-1'.*coarse_scale must be a number above 0, got -1",
     ),
     (
         "spec unknown coarse norm",
-        lambda: __import__("liftkd.objectives").objectives.check_spec("lift:coarse=l3"),
+        lambda: __import__("liftkd.method.objectives").method.objectives.check_spec(
+            "lift:coarse=l3"
+        ),
         ValueError,
         r"spec 'lift:coarse=l3'.*coarse must be one of \('l1', 'l2'\), got 'l3'",
     ),
     (
         "spec unknown option",
-        lambda: __import__("liftkd.objectives").objectives.check_spec("lift+place:foo=1"),
+        lambda: __import__("liftkd.method.objectives").method.objectives.check_spec(
+            "lift+place:foo=1"
+        ),
         ValueError,
         r"'lift\+place' has no option 'foo'; its options: coarse, coarse_scale, .*var_eps",
     ),
     (
         "recipe spec with a bad K",
-        lambda: __import__("liftkd.objectives").objectives.check_spec(
+        lambda: __import__("liftkd.method.objectives").method.objectives.check_spec(
             "bksdm:kd=lift+place,group_size=abc"
         ),
         ValueError,
@@ -361,7 +369,7 @@ CASES = [
     ),
     (
         "metrics on fewer images than precision and recall need",
-        lambda: __import__("liftkd.metrics").metrics.fidelity(
+        lambda: __import__("liftkd.measure.metrics").measure.metrics.fidelity(
             torch.zeros(3, 1, 8, 8, dtype=torch.uint8), torch.zeros(20, 1, 8, 8, dtype=torch.uint8)
         ),
         ValueError,
@@ -422,13 +430,13 @@ CASES = [
     # jobs
     (
         "bad job name",
-        lambda: __import__("liftkd.sweep.jobs").sweep.jobs.parse_job_name("main-0.9"),
+        lambda: __import__("liftkd.stages.sweep.jobs").stages.sweep.jobs.parse_job_name("main-0.9"),
         ValueError,
         r"job names look like main_r0.9_s0, got 'main-0.9'",
     ),
     (
         "job at a ratio not swept",
-        lambda: __import__("liftkd.sweep.jobs").sweep.jobs.job_from_name(
+        lambda: __import__("liftkd.stages.sweep.jobs").stages.sweep.jobs.job_from_name(
             get_profile("smoke"), "main_r0.7_s0"
         ),
         ValueError,
@@ -436,7 +444,7 @@ CASES = [
     ),
     (
         "job of a negative seed",
-        lambda: __import__("liftkd.sweep.jobs").sweep.jobs.job_from_name(
+        lambda: __import__("liftkd.stages.sweep.jobs").stages.sweep.jobs.job_from_name(
             get_profile("smoke"), "main_r0.5_s-1"
         ),
         ValueError,
@@ -475,31 +483,31 @@ def _write(kind):
 FILE_CASES = [
     (
         "model file empty",
-        "liftkd.checkpoints:load_model",
+        "liftkd.models.checkpoints:load_model",
         _write("empty"),
         r"model\.pt \(a pruned model file\) cannot be read.*delete it",
     ),
     (
         "model file truncated",
-        "liftkd.checkpoints:load_model",
+        "liftkd.models.checkpoints:load_model",
         _write("truncated"),
         r"model\.pt \(a pruned model file\) cannot be read",
     ),
     (
         "model file foreign",
-        "liftkd.checkpoints:load_model",
+        "liftkd.models.checkpoints:load_model",
         _write("foreign"),
         r"model\.pt \(a pruned model file\) cannot be read",
     ),
     (
         "classifier truncated",
-        "liftkd.feature_extractor:load_extractor",
+        "liftkd.measure.feature_extractor:load_extractor",
         _write("truncated"),
         r"model\.pt \(the offline feature extractor\) cannot be read.*trained again",
     ),
     (
         "snapshot empty",
-        "liftkd.distill:load_snapshot",
+        "liftkd.training.distill:load_snapshot",
         _write("empty"),
         r"model\.pt \(a KD snapshot\) cannot be read",
     ),
@@ -525,7 +533,7 @@ def test_a_damaged_file_is_named_with_what_to_do(case, tmp_path):
 def test_a_damaged_training_checkpoint_is_named_and_left_alone(tmp_path):
     from liftkd.config import TrainConfig
     from liftkd.runs import CorruptFileError
-    from liftkd.train import train
+    from liftkd.training.train import train
 
     (tmp_path / "checkpoint.pt").write_bytes(b"\x80\x02garbage")
     before = (tmp_path / "checkpoint.pt").read_bytes()
@@ -551,19 +559,27 @@ def test_a_damaged_training_checkpoint_is_named_and_left_alone(tmp_path):
 CLI_CASES = [
     (
         "sweep list, unknown profile",
-        ["-m", "liftkd.sweep", "list", "--profile", "nope"],
+        ["-m", "liftkd.stages.sweep", "list", "--profile", "nope"],
         r"unknown profile 'nope'",
     ),
     (
         "sweep list, bad overrides",
-        ["-m", "liftkd.sweep", "list", "--profile", "smoke", "--overrides", "{distill.sedes: [1]}"],
+        [
+            "-m",
+            "liftkd.stages.sweep",
+            "list",
+            "--profile",
+            "smoke",
+            "--overrides",
+            "{distill.sedes: [1]}",
+        ],
         r"unknown setting 'distill.sedes'; did you mean 'seeds'",
     ),
     (
         "teacher, unknown setting",
         [
             "-m",
-            "liftkd.teacher",
+            "liftkd.stages.teacher",
             "--profile",
             "smoke",
             "--run-dir",
@@ -589,7 +605,7 @@ CLI_CASES = [
         "export, unfinished job",
         [
             "-m",
-            "liftkd.export",
+            "liftkd.results.export",
             "--run-dir",
             "RUN",
             "--job",
@@ -605,13 +621,22 @@ CLI_CASES = [
     ),
     (
         "export, a path's results missing",
-        ["-m", "liftkd.export", "--run-dir", "RUN", "--results", "RUN/06_dit.json"]
+        ["-m", "liftkd.results.export", "--run-dir", "RUN", "--results", "RUN/06_dit.json"]
         + ["--objective", "tinyfusion", "--out", "RUN/x"],
         r"06_dit.json does not exist: run make dit or make latent",
     ),
     (
         "export, a job and a path's results at once",
-        ["-m", "liftkd.export", "--run-dir", "RUN", "--results", "a.json", "--job", "main_r0.5_s0"]
+        [
+            "-m",
+            "liftkd.results.export",
+            "--run-dir",
+            "RUN",
+            "--results",
+            "a.json",
+            "--job",
+            "main_r0.5_s0",
+        ]
         + ["--objective", "tinyfusion", "--out", "RUN/x"],
         r"argument --job: not allowed with argument --results",
     ),

@@ -5,8 +5,9 @@ import statistics
 
 import torch
 
-from liftkd import capacity, evaluation
 from liftkd.config import get_profile
+from liftkd.measure import evaluation
+from liftkd.stages import capacity
 from tests.conftest import smoke_pair
 
 

@@ -2,7 +2,8 @@
 
 import math
 
-from liftkd import claims, report, rules
+from liftkd.measure import rules
+from liftkd.results import claims, report
 
 RATIOS = [0.5, 0.7, 0.9]
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from liftkd.config import get_profile
-from liftkd.diffusion import forward_noise, noise_scheduler
-from liftkd.losses import task_loss
+from liftkd.method.losses import task_loss
+from liftkd.training.diffusion import forward_noise, noise_scheduler
 
 
 def test_forward_noise_draws_noise_then_timesteps_from_the_generator():

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import torch
 
-from liftkd.train_state import HISTORY, read_history
+from liftkd.training.train_state import HISTORY, read_history
 from tests.conftest import REPO
 
 OVERRIDES = (
@@ -22,7 +22,7 @@ OVERRIDES = (
 
 
 def _train(run_dir, launcher, python):
-    job = ["-m", "liftkd.sweep", "train", "--profile", "smoke", "--run-dir", str(run_dir)]
+    job = ["-m", "liftkd.stages.sweep", "train", "--profile", "smoke", "--run-dir", str(run_dir)]
     job += ["--job", "main_r0.5_s0", "--overrides", OVERRIDES]
     done = subprocess.run([*launcher, *job], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-4000:]

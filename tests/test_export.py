@@ -8,15 +8,15 @@ import pytest
 import torch
 from diffusers import DDIMPipeline, LDMPipeline
 
-from liftkd.block_removal import bk_sdm_plan, remove_blocks
 from liftkd.config import get_profile
-from liftkd.diffusion import noise_scheduler
-from liftkd.dit import fix_label_dropout
-from liftkd.export import CARD, PIPELINE, export_student, load_pipeline, load_student
-from liftkd.latent import build_autoencoder, decode
-from liftkd.model_card import card_text
-from liftkd.models import build_dit, build_unet
-from liftkd.pruning import prune, prune_depth
+from liftkd.models.block_removal import bk_sdm_plan, remove_blocks
+from liftkd.models.presets import build_dit, build_unet
+from liftkd.models.pruning import prune, prune_depth
+from liftkd.results.export import CARD, PIPELINE, export_student, load_pipeline, load_student
+from liftkd.results.model_card import card_text
+from liftkd.stages.dit import fix_label_dropout
+from liftkd.stages.latent import build_autoencoder, decode
+from liftkd.training.diffusion import noise_scheduler
 from tests.conftest import smoke_pair
 
 # run in a fresh interpreter where `import liftkd` fails: what a user without liftkd has
@@ -176,7 +176,7 @@ def test_what_no_diffusers_class_states_keeps_the_liftkd_loader_and_says_why(tmp
     assert not (folder / PIPELINE).exists()
     card = json.loads((folder / CARD).read_text())
     assert card["diffusers form"].startswith("none: blocks were removed from it unevenly (")
-    assert "liftkd.export import load_pipeline" in (folder / "README.md").read_text()
+    assert "liftkd.results.export import load_pipeline" in (folder / "README.md").read_text()
     x, t = torch.randn(2, 4, 4, 4), torch.tensor([5, 500])
     with torch.no_grad():
         assert torch.equal(load_student(folder)(x, t).sample, student(x, t).sample)

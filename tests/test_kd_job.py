@@ -1,4 +1,4 @@
-"""One KD job for every backbone (liftkd.kd_job, liftkd.kd_runs): one evaluation protocol, one
+"""One KD job for every backbone (liftkd.stages.kd_job, liftkd.stages.kd_runs): one evaluation protocol, one
 results schema, whatever the backbone."""
 
 import math
@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from liftkd import kd_job, kd_runs
 from liftkd.config import BackboneKDConfig, TrainConfig
+from liftkd.stages import kd_job, kd_runs
 from tests.conftest import smoke_pair
 
 

@@ -10,31 +10,65 @@ from tests.conftest import REPO
 PACKAGE = REPO / "liftkd"
 # bottom first; a module imports only from its own layer or the ones before it
 LAYERS = [
-    {"sections", "profiles", "config", "features", "plots", "probe", "rules", "locks"},
-    {"pruned_unet", "model_card", "claims"},
-    {"data", "diffusion", "models", "runs", "losses", "block_removal"},
-    {"checkpoints", "feature_extractor", "metrics", "train_state"},
-    {"lift", "sampling", "train", "recipes", "student_layouts"},
-    {"student_folder"},
     {
-        "objectives",
-        "analysis",
-        "pruning",
-        "teacher",
-        "distill",
-        "sweep.jobs",
-        "tutorial",
-        "diagnostics",
+        "sections",
+        "profiles",
+        "config",
+        "method.features",
+        "results.plots",
+        "method.probe",
+        "measure.rules",
+        "locks",
     },
-    {"evaluation"},
-    {"students", "kd_job", "kd_runs"},
-    {"sweep.pixel", "error_study", "report"},
-    {"capacity"},
-    {"bench", "sweep.__main__", "check_settings"},
-    {"dit", "latent"},
-    {"export"},
+    {"models.pruned_unet", "results.model_card", "results.claims"},
+    {
+        "data",
+        "training.diffusion",
+        "models.presets",
+        "runs",
+        "method.losses",
+        "models.block_removal",
+    },
+    {"models.checkpoints", "measure.feature_extractor", "measure.metrics", "training.train_state"},
+    {
+        "method.lift",
+        "training.sampling",
+        "training.train",
+        "method.recipes",
+        "results.student_layouts",
+    },
+    {"results.student_folder"},
+    {
+        "method.objectives",
+        "measure.analysis",
+        "models.pruning",
+        "stages.teacher",
+        "training.distill",
+        "stages.sweep.jobs",
+        "tutorial",
+        "method.diagnostics",
+    },
+    {"measure.evaluation"},
+    {"stages.students", "stages.kd_job", "stages.kd_runs"},
+    {"stages.sweep.pixel", "stages.error_study", "results.report"},
+    {"stages.capacity"},
+    {"measure.bench", "stages.sweep.__main__", "check_settings"},
+    {"stages.dit", "stages.latent"},
+    {"results.export"},
 ]
 LONG = 300  # lines; a longer module says why in its docstring ("Long because ...")
+
+
+def _module_names() -> set[str]:
+    """Every module of the package by dotted name (``stages.kd_job``); packages' __init__ aside."""
+    return {
+        ".".join(p.relative_to(PACKAGE).with_suffix("").parts)
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "__init__.py"
+    }
+
+
+NAMES = _module_names()
 
 
 def _modules() -> dict[str, set[str]]:
@@ -50,10 +84,11 @@ def _modules() -> dict[str, set[str]]:
                 and node.module
                 and node.module.startswith("liftkd")
             ):
-                if node.module == "liftkd":
-                    deps |= {a.name for a in node.names}
-                else:
-                    deps.add(node.module.removeprefix("liftkd."))
+                base = "" if node.module == "liftkd" else node.module.removeprefix("liftkd.")
+                for a in node.names:
+                    # from liftkd.room import module: the module; from liftkd.module import name
+                    sub = f"{base}.{a.name}" if base else a.name
+                    deps.add(sub if sub in NAMES else base)
             elif isinstance(node, ast.Import):
                 deps |= {
                     a.name.removeprefix("liftkd.")
@@ -108,3 +143,12 @@ def test_long_modules_say_why():
             assert "Long because" in doc, (
                 f"{path.name}: {lines} lines and no reason in its docstring"
             )
+
+
+def test_no_two_modules_share_a_name():
+    """Rooms by stage, and no module name used twice (``evaluation`` beside
+    ``sweep/evaluation`` once made a reader guess which one a notebook meant)."""
+    stems = [n.rsplit(".", 1)[-1] for n in NAMES if not n.endswith("__main__")]
+    assert sorted(s for s in set(stems) if stems.count(s) > 1) == []
+    rooms = {n.split(".")[0] for n in NAMES if "." in n}
+    assert rooms == {"method", "models", "training", "measure", "stages", "results"}

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from liftkd.features import FeatureTap
-from liftkd.lift import LIFT, PLACE, fixed_weight, lift_terms
-from liftkd.objectives import OBJECTIVES, build_objective
-from liftkd.pruning import example_inputs
+from liftkd.method.features import FeatureTap
+from liftkd.method.lift import LIFT, PLACE, fixed_weight, lift_terms
+from liftkd.method.objectives import OBJECTIVES, build_objective
+from liftkd.models.pruning import example_inputs
 from tests.conftest import OUTPUT_SHAPES, smoke_pair
 
 

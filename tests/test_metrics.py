@@ -3,7 +3,7 @@ import torch
 
 from liftkd.config import ClassifierConfig, get_profile
 from liftkd.data import load_splits
-from liftkd.feature_extractor import (
+from liftkd.measure.feature_extractor import (
     accuracy,
     kind_of,
     load_extractor,
@@ -12,8 +12,8 @@ from liftkd.feature_extractor import (
     train_autoencoder,
     train_classifier,
 )
-from liftkd.metrics import fid_of_parts, fidelity, macs_per_image
-from liftkd.models import build_unet
+from liftkd.measure.metrics import fid_of_parts, fidelity, macs_per_image
+from liftkd.models.presets import build_unet
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_the_label_free_extractor_orders_real_blur_and_noise(tmp_path):
 
 
 def test_offline_extractor_kind_follows_the_labels():
-    from liftkd.evaluation import offline_kind
+    from liftkd.measure.evaluation import offline_kind
 
     labelled = get_profile("smoke")
     assert offline_kind(labelled) == "classifier"

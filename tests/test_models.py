@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from liftkd.config import get_profile
-from liftkd.metrics import count_parameters
-from liftkd.models import build_unet, load_unet
+from liftkd.measure.metrics import count_parameters
+from liftkd.models.presets import build_unet, load_unet
 
 
 @pytest.fixture

@@ -89,7 +89,7 @@ def test_smoke_profile_end_to_end(smoke_run, tmp_path, python):
     # a trained student taken out, with its card, and sampled as a diffusers pipeline
     out = tmp_path / "exported"
     export = subprocess.run(
-        [python, "-m", "liftkd.export", "--run-dir", str(run_dir), "--job", "main_r0.9_s0"]
+        [python, "-m", "liftkd.results.export", "--run-dir", str(run_dir), "--job", "main_r0.9_s0"]
         + ["--objective", "lift+place", "--out", str(out), "--profile", "smoke"],
         cwd=REPO,
         capture_output=True,
@@ -108,7 +108,7 @@ def test_smoke_profile_end_to_end(smoke_run, tmp_path, python):
     assert card["FID SE"] == job_row["fid_se"] > 0 and card["teacher FID, same protocol SE"] > 0
     assert f"{card['FID']:.4g} ± " in (out / "README.md").read_text()
     assert (out / "model_index.json").exists()  # diffusers' own pipeline folder
-    from liftkd.export import load_pipeline
+    from liftkd.results.export import load_pipeline
 
     images = load_pipeline(out)(batch_size=2, num_inference_steps=2, output_type="np").images
     assert images.shape == (2, 8, 8, 1)
@@ -194,7 +194,7 @@ def test_dit_and_latent_paths_run_alone_and_resume(smoke_run, tmp_path, python):
     seeds each, with standard errors, versions and commit); make dit latent from an empty folder
     plans only notebooks 00, 06 and 07; a rerun of 06 finds its training and evaluations on disk;
     claim 7 reads the two results files."""
-    from liftkd import claims
+    from liftkd.results import claims
     from liftkd.runs import read_results
 
     make, run_dir, figures = smoke_run
@@ -233,7 +233,7 @@ def test_dit_and_latent_paths_run_alone_and_resume(smoke_run, tmp_path, python):
         args = ["--run-dir", run_dir, "--results", figures / f"{stem}.json", "--objective", spec]
         args += ["--seed", "1", "--out", out]
         export = subprocess.run(
-            [python, "-m", "liftkd.export", *map(str, args)],
+            [python, "-m", "liftkd.results.export", *map(str, args)],
             cwd=REPO,
             capture_output=True,
             text=True,

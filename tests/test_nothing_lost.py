@@ -121,9 +121,9 @@ def _hold(folder):
 def test_a_second_run_of_a_job_is_refused_and_changes_nothing(tmp_path):
     """Two runs of one job on one RUN_NAME used to double every evals.csv row, or one died on
     the other's checkpoint.pt.tmp. The second is refused at once; the first's files stay."""
-    from liftkd import kd_job
     from liftkd.locks import FolderBusyError
-    from liftkd.sweep import jobs, pixel
+    from liftkd.stages import kd_job
+    from liftkd.stages.sweep import jobs, pixel
 
     p, teacher, student = smoke_pair()
     job = jobs.job_from_name(p, "main_r0.5_s0", objectives=["outkd"], steps=4)
@@ -148,7 +148,7 @@ def test_a_second_run_of_a_job_is_refused_and_changes_nothing(tmp_path):
 
 def test_a_training_folder_is_one_process_at_a_time(tmp_path):
     from liftkd.locks import FolderBusyError
-    from liftkd.train import train
+    from liftkd.training.train import train
 
     model = torch.nn.Linear(4, 4)
     images = torch.zeros(8, 1, 2, 2, dtype=torch.uint8)
@@ -172,7 +172,7 @@ def test_a_finished_training_is_loaded_while_another_process_holds_its_folder(tm
     """The two jobs of make -j2 each load the run's teacher: a finished training is read, not
     written, so it needs no lock; one with steps left is still refused."""
     from liftkd.locks import FolderBusyError
-    from liftkd.train import train
+    from liftkd.training.train import train
 
     model = torch.nn.Linear(4, 4)
     images = torch.zeros(8, 1, 2, 2, dtype=torch.uint8)
@@ -214,7 +214,7 @@ def test_a_replaced_file_is_whole_or_untouched(tmp_path):
 
 
 def test_export_refuses_a_folder_that_holds_other_files(tmp_path):
-    from liftkd.export import export_student, load_student
+    from liftkd.results.export import export_student, load_student
 
     p, _, student = smoke_pair()
     out = tmp_path / "mine"
@@ -237,7 +237,7 @@ def test_export_command_names_an_out_it_cannot_write(tmp_path, where):
     out = tmp_path / "file.txt" if where == "a file" else "/sys/liftkd-export-test/out"
     if where == "a file":
         out.write_text("keep")
-    cmd = [PY, "-m", "liftkd.export", "--run-dir", str(tmp_path / "run"), "--job"]
+    cmd = [PY, "-m", "liftkd.results.export", "--run-dir", str(tmp_path / "run"), "--job"]
     cmd += ["main_r0.5_s0", "--objective", "outkd", "--out", str(out), "--profile", "smoke"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr
@@ -379,7 +379,7 @@ def test_a_pretrained_folder_of_another_model_is_refused(tmp_path):
     from diffusers import AutoencoderKL
 
     from liftkd.check_settings import check
-    from liftkd.models import load_unet
+    from liftkd.models.presets import load_unet
 
     folder = _saved(tmp_path, AutoencoderKL(block_out_channels=(8,), norm_num_groups=4))
     with pytest.raises(ValueError, match=r"describes a AutoencoderKL, not a UNet2DModel"):
@@ -390,7 +390,7 @@ def test_a_pretrained_folder_of_another_model_is_refused(tmp_path):
 
 def test_a_pretrained_teacher_of_other_channels_is_refused(tmp_path):
     from liftkd.check_settings import check
-    from liftkd.models import build_unet, load_unet
+    from liftkd.models.presets import build_unet, load_unet
 
     folder = _saved(tmp_path, build_unet(get_profile("smoke").unet, 8, 3))
     with pytest.raises(ValueError, match=r"for 3-channel images, and the data has 1"):
@@ -405,7 +405,7 @@ def test_an_unreachable_hub_is_said_at_once_without_retries(monkeypatch):
     from diffusers import UNet2DModel
     from huggingface_hub import constants
 
-    from liftkd import models
+    from liftkd.models.presets import presets as models
 
     calls = []
 
@@ -434,8 +434,8 @@ def test_a_finished_job_with_other_settings_is_refused_not_mixed_in(tmp_path):
     """A finished sweep whose distill.steps or objectives changed was 'up to date', and notebook
     05 mixed it in. Now the settings check, the job and notebook 05's reader all refuse it."""
     from liftkd.check_settings import check
-    from liftkd.report import load_jobs
-    from liftkd.sweep import jobs
+    from liftkd.results.report import load_jobs
+    from liftkd.stages.sweep import jobs
 
     p = get_profile("smoke")
     job = jobs.job_from_name(p, "main_r0.5_s0")
@@ -460,7 +460,7 @@ def test_a_finished_job_with_other_settings_is_refused_not_mixed_in(tmp_path):
 def test_the_teacher_command_takes_its_steps_from_the_overrides(tmp_path):
     """make help's example override, {teacher.steps: N}, used to crash every entry point with
     "got multiple values for keyword argument"."""
-    cmd = [PY, "-m", "liftkd.teacher", "--profile", "smoke", "--run-dir", str(tmp_path)]
+    cmd = [PY, "-m", "liftkd.stages.teacher", "--profile", "smoke", "--run-dir", str(tmp_path)]
     cmd += ["--overrides", "{teacher.steps: 3, teacher.checkpoint_every: 3}", "--no-progress"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

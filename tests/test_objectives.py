@@ -3,8 +3,8 @@
 import pytest
 
 from liftkd.config import parse_scalar
-from liftkd.lift import LIFT, PLACE
-from liftkd.objectives import OBJECTIVES, build_objective, label, parse_spec
+from liftkd.method.lift import LIFT, PLACE
+from liftkd.method.objectives import OBJECTIVES, build_objective, label, parse_spec
 
 
 def test_spec_options_are_parsed_and_place_gets_the_sweeps_k():

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from liftkd.config import TrainConfig, get_profile
-from liftkd.diffusion import forward_noise, noise_scheduler
-from liftkd.distill import KDGroup, KDModule, distill_group
-from liftkd.kd_job import set_dropout
-from liftkd.lift import lift_terms
-from liftkd.models import build_unet
-from liftkd.objectives import build_objective, label
+from liftkd.method.lift import lift_terms
+from liftkd.method.objectives import build_objective, label
+from liftkd.models.presets import build_unet
+from liftkd.stages.kd_job import set_dropout
+from liftkd.training.diffusion import forward_noise, noise_scheduler
+from liftkd.training.distill import KDGroup, KDModule, distill_group
 from tests.conftest import smoke_pair
 
 
@@ -134,7 +134,7 @@ def test_the_options_are_resolved_and_default_to_this_project_s_protocol():
 
 
 def test_gradient_terms_measure_each_term_on_eS():
-    from liftkd.diagnostics import gradient_terms
+    from liftkd.method.diagnostics import gradient_terms
 
     g = torch.Generator().manual_seed(0)
     eT = torch.randn(4, 1, 8, 8, generator=g)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from liftkd.probe import corrected, decompose, grouped, ols_fit
+from liftkd.method.probe import corrected, decompose, grouped, ols_fit
 from tests.conftest import OUTPUT_SHAPES
 
 

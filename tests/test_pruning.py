@@ -6,13 +6,13 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from liftkd.checkpoints import load_model, save_model
 from liftkd.config import DiTConfig, get_profile
-from liftkd.diffusion import noise_scheduler
-from liftkd.metrics import count_parameters
-from liftkd.models import build_dit, build_unet
-from liftkd.pruning import PruningError, check_ratio, kept_channels, prune, prune_depth
-from liftkd.sampling import ddim_sample, unet_eps
+from liftkd.measure.metrics import count_parameters
+from liftkd.models.checkpoints import load_model, save_model
+from liftkd.models.presets import build_dit, build_unet
+from liftkd.models.pruning import PruningError, check_ratio, kept_channels, prune, prune_depth
+from liftkd.training.diffusion import noise_scheduler
+from liftkd.training.sampling import ddim_sample, unet_eps
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +196,7 @@ def test_round_trip_in_a_fresh_process(smoke, tmp_path, python):
     with torch.no_grad():
         expected = student(x, t).sample
     code = (
-        "import torch, sys; from liftkd.checkpoints import load_model; "
+        "import torch, sys; from liftkd.models.checkpoints import load_model; "
         f"m = load_model({str(tmp_path / 'student.pt')!r}); i = torch.load({str(tmp_path / 'inputs.pt')!r}); "
         f"torch.save(m(i['x'], i['t']).sample.detach(), {str(tmp_path / 'out.pt')!r})"
     )

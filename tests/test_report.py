@@ -6,11 +6,13 @@ import math
 import pytest
 import torch
 
-from liftkd import bench, claims, error_study, kd_job, report
 from liftkd.config import get_profile
-from liftkd.plots import markdown_table
-from liftkd.students import layer_rows
-from liftkd.sweep import jobs, pixel
+from liftkd.measure import bench
+from liftkd.results import claims, report
+from liftkd.results.plots import markdown_table
+from liftkd.stages import error_study, kd_job
+from liftkd.stages.students import layer_rows
+from liftkd.stages.sweep import jobs, pixel
 
 
 def _row(objective, ratio, fid, group="main", seed=0, label=None):
@@ -196,7 +198,7 @@ def test_a_jobs_summary_row_per_objective():
 def test_teacher_summary_and_samples(tmp_path):
     from types import SimpleNamespace
 
-    from liftkd import teacher
+    from liftkd.stages import teacher
 
     assert teacher.training_summary(None)["train_steps"] is None  # a pretrained teacher
     history = [{"loss": float(i)} for i in range(150)]

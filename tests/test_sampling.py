@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from liftkd.config import get_profile
-from liftkd.diffusion import noise_scheduler
-from liftkd.models import build_unet
-from liftkd.sampling import ddim_sample, initial_noise, unet_eps
+from liftkd.models.presets import build_unet
+from liftkd.training.diffusion import noise_scheduler
+from liftkd.training.sampling import ddim_sample, initial_noise, unet_eps
 
 
 @pytest.fixture

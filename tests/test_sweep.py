@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from liftkd.config import TrainConfig, get_profile
-from liftkd.diffusion import noise_scheduler
-from liftkd.distill import KDGroup, KDModule, distill, distill_group, load_snapshot
-from liftkd.losses import LossOutput, Objective
-from liftkd.models import build_unet
-from liftkd.objectives import build_objective, parse_spec
-from liftkd.pruning import prune
-from liftkd.sweep import jobs
-from liftkd.train import TrainingDiverged
+from liftkd.method.losses import LossOutput, Objective
+from liftkd.method.objectives import build_objective, parse_spec
+from liftkd.models.presets import build_unet
+from liftkd.models.pruning import prune
+from liftkd.stages.sweep import jobs
+from liftkd.training.diffusion import noise_scheduler
+from liftkd.training.distill import KDGroup, KDModule, distill, distill_group, load_snapshot
+from liftkd.training.train import TrainingDiverged
 from tests.conftest import REPO, smoke_pair
 
 # ---- specs and plans ----------------------------------------------------------------------
@@ -87,7 +87,7 @@ def test_a_job_is_rebuilt_from_its_name_alone():
     "profile, seeds", [("smoke", ""), ("cpu", ""), ("gpu", ""), ("smoke", "1 2")]
 )
 def test_make_gets_its_jobs_from_the_profile(profile, seeds):
-    """The Makefile states no ratio or seed: it asks ``python -m liftkd.sweep list``."""
+    """The Makefile states no ratio or seed: it asks ``python -m liftkd.stages.sweep list``."""
     make = subprocess.run(
         ["make", "--no-print-directory", "list-sweep", f"PROFILE={profile}", f"SEEDS={seeds}"],
         cwd=REPO,
@@ -124,7 +124,7 @@ def test_gpu_profile_resolves_and_its_ratios_are_reachable():
         text=True,
         check=True,
     ).stdout
-    assert dry.count("accelerate launch --multi_gpu -m liftkd.sweep train") == len(planned)
+    assert dry.count("accelerate launch --multi_gpu -m liftkd.stages.sweep train") == len(planned)
     # the teacher's architecture (random weights, nothing downloaded) prunes at the top ratio
     teacher = build_unet(profile.unet, profile.data.resolution, profile.data.channels)
     student, report = prune(teacher, max(d.ratios), "magnitude")
@@ -277,4 +277,4 @@ def test_make_reads_without_the_venv(tmp_path):
     (tmp_path / "Makefile").write_text((REPO / "Makefile").read_text())
     done = subprocess.run(["make", "help"], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "make reproduce" in done.stdout and "liftkd.sweep" not in done.stderr
+    assert "make reproduce" in done.stdout and "liftkd.stages.sweep" not in done.stderr

@@ -10,11 +10,11 @@ import torch
 
 from liftkd.config import get_profile
 from liftkd.data import load_splits
-from liftkd.diffusion import noise_scheduler
-from liftkd.models import build_unet
-from liftkd.teacher import denoising_loss, train_teacher
-from liftkd.train import CHECKPOINT, TrainingDiverged, lr_at, train
-from liftkd.train_state import HISTORY, append_history, read_history
+from liftkd.models.presets import build_unet
+from liftkd.stages.teacher import denoising_loss, train_teacher
+from liftkd.training.diffusion import noise_scheduler
+from liftkd.training.train import CHECKPOINT, TrainingDiverged, lr_at, train
+from liftkd.training.train_state import HISTORY, append_history, read_history
 
 
 def _profile(steps=6, every=3, seed=0):
@@ -96,7 +96,7 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path, python):
     cmd = [
         python,
         "-m",
-        "liftkd.teacher",
+        "liftkd.stages.teacher",
         "--profile",
         "smoke",
         "--run-dir",
@@ -131,7 +131,7 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path, python):
 
 
 def test_snapshots_are_listed_in_step_order(tmp_path):
-    from liftkd.train_state import list_snapshots, snapshot_path
+    from liftkd.training.train_state import list_snapshots, snapshot_path
 
     assert list_snapshots(tmp_path) == {}
     for step in (100, 5, 20):

@@ -1,0 +1,476 @@
+"""The paper's claims (docs/method.md, section 7: 1-7) checked against the saved results, with a
+verdict.
+
+Every verdict follows a rule of ``liftkd.measure.rules`` (recognisable, converged, stable, a win) or one
+written here, applied to measured numbers; nothing is set by hand. Verdicts: "supported", "not
+supported", or "inconclusive" (with why).
+
+Long because each of the seven claims has its own rule, thresholds and wording of the verdict;
+they stay in one file so that every rule can be read, and checked, in one place.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+
+from liftkd.measure.rules import N_SE, compare, curve_pairs, mean_fid, nan_of, stable
+
+KD_BASELINES = ("outkd", "featkd", "outkd+featkd")
+OURS = "lift+place"
+
+
+def _by(rows: list[dict]) -> dict[tuple[str, float], list[dict]]:
+    out = defaultdict(list)
+    for r in rows:
+        out[(r["objective"], float(r["ratio"]))].append(r)
+    return out
+
+
+def _pm(rows: list[dict]) -> str:
+    """A final FID as the reader should see it: mean, ± sd over seeds, and the mean SE."""
+    m, sd = mean_fid(rows)
+    if math.isnan(m):
+        return "NaN"
+    ses = [nan_of(r.get("fid_se")) for r in rows]
+    se = statistics.fmean(ses) if ses and not any(math.isnan(x) for x in ses) else math.nan
+    text = f"{m:.3g}"
+    if len(rows) > 1:
+        text += f" ± {sd:.2g} sd"
+    if not math.isnan(se):
+        text += f" (SE {se:.2g})"
+    return text + f" [{len(rows)} seed{'s' if len(rows) > 1 else ''}]"
+
+
+def _fmt(x: float) -> str:
+    return "NaN" if x is None or math.isnan(x) else f"{x:.3g}"
+
+
+def claim1(rows, ratios, tol_sharp: float = 2.0) -> dict:
+    """Conventional KD degrades sharply (FID at the highest ratio >= tol_sharp x at the lowest,
+    or diverged) as the pruning ratio grows."""
+    g = _by(rows)
+    text = "Conventional KD degrades sharply, or collapses, as the pruning ratio grows"
+    if len(set(ratios)) < 2:
+        return {
+            "claim": 1,
+            "text": text,
+            "measured": f"the sweep trains one ratio ({ratios[0]:.0%})",
+            "verdict": "inconclusive",
+            "why": "one ratio in the sweep: no trend over ratios to judge (notebook 02's capacity "
+            "floor shows how far the students can be cut before they cannot learn at all)",
+        }
+    lo, hi = min(ratios), max(ratios)
+    parts, sharp = [], []
+    for obj in [o for o in (*KD_BASELINES, OURS) if g[(o, lo)] and g[(o, hi)]]:
+        f_lo, f_hi = mean_fid(g[(obj, lo)])[0], mean_fid(g[(obj, hi)])[0]
+        factor = f_hi / f_lo if not math.isnan(f_hi) else math.inf
+        parts.append(f"{obj}: {_fmt(f_lo)} -> {_fmt(f_hi)} (x{_fmt(factor)})")
+        if obj in KD_BASELINES:
+            sharp.append(factor >= tol_sharp)
+    if not sharp:
+        verdict, why = "inconclusive", "no KD baseline was trained at both ratios"
+    elif all(sharp):
+        verdict, why = "supported", f"every KD baseline's FID grew >= {tol_sharp:g}x"
+    elif not any(sharp):
+        verdict, why = "not supported", f"no KD baseline's FID grew {tol_sharp:g}x"
+    else:
+        verdict, why = "inconclusive", "some KD baselines degraded sharply, others did not"
+    return {
+        "claim": 1,
+        "text": text,
+        "measured": f"FID at {lo:.0%} -> {hi:.0%}: " + "; ".join(parts),
+        "verdict": verdict,
+        "why": why,
+    }
+
+
+def claim2(rows, ratios, probe_corrected: list[dict] | None, large: float = 0.25) -> dict:
+    """The probe explains a large share (>= ``large``) of the KD error, more so early in training
+    and under aggressive pruning; probe-corrected sampling improves a student."""
+    g = _by(rows)
+    start, end = {}, {}
+    for r in ratios:
+        curves = [curve_pairs(row["coarse_share_curve"]) for row in g[("outkd", r)]]
+        if curves:
+            start[r] = statistics.fmean(c[0][1] for c in curves)
+            end[r] = statistics.fmean(c[-1][1] for c in curves)
+    checks = {
+        "large share after pruning": all(v >= large for v in start.values()),
+        "falls over training": all(end[r] < start[r] for r in start),
+    }
+    if len(start) > 1:
+        checks["grows with the ratio (after pruning)"] = all(
+            start[a] <= start[b] for a, b in zip(sorted(start), sorted(start)[1:], strict=False)
+        )
+    measured = "OutKD coarse share, after pruning -> after training: " + "; ".join(
+        f"{r:.0%}: {start[r]:.2f} -> {end[r]:.2f}" for r in sorted(start)
+    )
+    if probe_corrected:
+        tuned = [
+            (p, c)
+            for p in probe_corrected
+            if p.get("sampler") == "plain" and "pruned" not in p["model"]
+            for c in probe_corrected
+            if c.get("sampler") == "probe-corrected" and c["model"] == p["model"]
+        ]
+        checks["probe correction improves fine-tuned students"] = bool(tuned) and all(
+            c["fid"] < p["fid"] for p, c in tuned
+        )
+        measured += "; probe-corrected FID (notebook 03): " + "; ".join(
+            f"{p['model']}: {_fmt(p['fid'])} -> {_fmt(c['fid'])}" for p, c in tuned
+        )
+    held = [k for k, v in checks.items() if v]
+    failed = [k for k, v in checks.items() if not v]
+    if not failed:
+        verdict, why = "supported", "all parts hold: " + ", ".join(held)
+    elif not checks["large share after pruning"]:
+        verdict, why = (
+            "not supported",
+            f"the coarse share is below {large:g} at some ratio; " + _held_failed(held, failed),
+        )
+    else:
+        verdict, why = "not supported", "as stated (every part): " + _held_failed(held, failed)
+    return {
+        "claim": 2,
+        "text": "A two-coefficient probe explains a large share of the KD error, more so early "
+        "and under aggressive pruning; probe-corrected sampling improves a student",
+        "measured": measured,
+        "verdict": verdict,
+        "why": why,
+    }
+
+
+def _held_failed(held, failed) -> str:
+    return f"holds: {', '.join(held) or 'none'}; fails: {', '.join(failed)}"
+
+
+def claim3(rows, ratios) -> dict:
+    """LIFT+PLACE at least as good as every KD baseline: no baseline wins against it (the rule
+    of :func:`compare`) at any ratio."""
+    g = _by(rows)
+    text = "LIFT+PLACE is at least as good as every KD baseline at every pruning ratio"
+    lost, won, parts = [], [], []
+    for r in sorted(ratios):
+        present = [o for o in KD_BASELINES if g[(o, r)]]
+        if not g[(OURS, r)] or not present:
+            continue
+        cs = {o: compare(g[(OURS, r)], g[(o, r)]) for o in present}
+        parts.append(
+            f"{r:.0%}: LIFT+PLACE {_pm(g[(OURS, r)])}; "
+            + "; ".join(f"{o} {_pm(g[(o, r)])}" for o in present)
+        )
+        lost += [f"{o} at {r:.0%}" for o, c in cs.items() if c > 0]
+        won += [f"{o} at {r:.0%}" for o, c in cs.items() if c < 0]
+    if not parts:
+        return {
+            "claim": 3,
+            "text": text,
+            "measured": "LIFT+PLACE and a KD baseline were not both trained at any ratio",
+            "verdict": "inconclusive",
+            "why": "not run",
+        }
+    if lost:
+        verdict = "not supported"
+        why = (
+            f"beyond {N_SE:g} combined SE on every seed, better than LIFT+PLACE: {', '.join(lost)}"
+        )
+    else:
+        verdict = "supported"
+        why = "no KD baseline beats LIFT+PLACE beyond the noise on every seed" + (
+            f"; LIFT+PLACE beats {', '.join(won)}" if won else "; every difference within noise"
+        )
+    return {"claim": 3, "text": text, "measured": " | ".join(parts), "verdict": verdict, "why": why}
+
+
+def claim4(rows, ratios, tol_curve: float = 0.10) -> dict:
+    """At the highest ratio LIFT+PLACE converges stably (every seed) where the baselines do not
+    (some seed of some baseline diverged, was unstable, or did not converge). When no student
+    there generates, stability says nothing and the verdict is inconclusive."""
+    g = _by(rows)
+    hi = max(ratios)
+    text = (
+        f"At the most aggressive ratio ({hi:.0%}) LIFT+PLACE converges stably where the "
+        "baselines do not"
+    )
+
+    def state(obj):
+        rs = g[(obj, hi)]
+        if not rs:
+            return None
+        ok = all(stable(r["fid_curve"], tol_curve) for r in rs)
+        return ok, [r["status"] for r in rs]
+
+    ours = state(OURS)
+    base = {o: state(o) for o in KD_BASELINES if state(o) is not None}
+    measured = "; ".join(
+        f"{o}: {'stable' if s[0] else 'unstable'}, "
+        + ", ".join(f"{s[1].count(x)} {x}" for x in sorted(set(s[1])))
+        for o, s in [(OURS, ours), *base.items()]
+        if s is not None
+    )
+    failed_base = [o for o, s in base.items() if not s[0] or set(s[1]) != {"converged"}]
+    generating = [
+        s for s in [ours, *base.values()] if s is not None and "does not generate" not in s[1]
+    ]
+    if ours is None:
+        verdict, why = "inconclusive", "no LIFT+PLACE run at the highest ratio"
+    elif not generating:
+        verdict, why = (
+            "inconclusive",
+            f"no student at {hi:.0%} generates recognisable images on every seed; flat curves "
+            "at that level say nothing about stability",
+        )
+    elif not ours[0] or "diverged" in ours[1]:
+        verdict, why = "not supported", "LIFT+PLACE's own curve was unstable or diverged"
+    elif set(ours[1]) != {"converged"}:
+        verdict, why = (
+            "not supported" if not failed_base else "inconclusive",
+            "LIFT+PLACE did not converge on every seed ("
+            + ", ".join(sorted(set(ours[1])))
+            + ")"
+            + (
+                "; every KD baseline did"
+                if not failed_base
+                else "; neither did " + ", ".join(failed_base) + ": a longer run is needed"
+            ),
+        )
+    elif not failed_base:
+        verdict, why = "not supported", "every KD baseline also converged stably on every seed"
+    else:
+        verdict, why = (
+            "supported",
+            f"LIFT+PLACE converged stably on every seed; not so: {', '.join(failed_base)}",
+        )
+    return {"claim": 4, "text": text, "measured": measured, "verdict": verdict, "why": why}
+
+
+def claim5(rows, ratios, ablation_ratio: float, group_size: int) -> dict:
+    """PLACE against LIFT at every ratio, the adaptive weight against w = 1 at the ablation ratio,
+    each by the rule of :func:`compare`. Pairs where neither student generates are left out."""
+    g = _by(rows)
+
+    def alive(*groups) -> bool:
+        return any(r["status"] != "does not generate" for rs in groups for r in rs)
+
+    parts, checks = [], {}
+    for r in sorted(ratios):
+        if g[(OURS, r)] and g[("lift", r)]:
+            parts.append(f"{r:.0%}: LIFT+PLACE {_pm(g[(OURS, r)])} vs LIFT {_pm(g[('lift', r)])}")
+    both = [r for r in sorted(ratios) if g[(OURS, r)] and g[("lift", r)]]
+    both = [r for r in both if alive(g[(OURS, r)], g[("lift", r)])]
+    if both:
+        checks["PLACE adds to LIFT"] = _direction(
+            [compare(g[(OURS, r)], g[("lift", r)]) for r in both]
+        )
+    fixed = "lift+place:schedule=none"
+    ours_abl, fixed_rows = g[(OURS, ablation_ratio)], g[(fixed, ablation_ratio)]
+    if fixed_rows and ours_abl:
+        checks["adaptive w beats w = 1"] = (
+            _direction([compare(ours_abl, fixed_rows)])
+            if alive(ours_abl, fixed_rows)
+            else "not comparable (neither student generates)"
+        )
+        parts.append(
+            f"adaptive w vs w=1 at {ablation_ratio:.0%}: {_pm(ours_abl)} vs {_pm(fixed_rows)}"
+        )
+    others = sorted({o for o, r in g if r == ablation_ratio and ":" in o and o != fixed})
+    if others:
+        parts.append(
+            f"other ablations at {ablation_ratio:.0%} (K={group_size} default): "
+            + "; ".join(f"{o}: {_pm(g[(o, ablation_ratio)])}" for o in others)
+        )
+    values = list(checks.values())
+    if not values:
+        verdict, why = "inconclusive", "neither LIFT nor the fixed-weight ablation was compared"
+    elif all(v == "better" for v in values):
+        verdict, why = "supported", "; ".join(f"{k}: yes" for k in checks)
+    elif any(v == "worse" for v in values):
+        verdict, why = "not supported", "; ".join(f"{k}: {v}" for k, v in checks.items())
+    else:
+        verdict, why = (
+            "inconclusive",
+            "; ".join(f"{k}: {v}" for k, v in checks.items())
+            + f" (a difference counts beyond {N_SE:g} combined SE on every seed)",
+        )
+    return {
+        "claim": 5,
+        "text": "PLACE adds to LIFT; the adaptive weight beats a fixed schedule (ablations)",
+        "measured": " | ".join(parts),
+        "verdict": verdict,
+        "why": why,
+    }
+
+
+def _direction(cs: list[int]) -> str:
+    if all(c < 0 for c in cs):
+        return "better"
+    if any(c > 0 for c in cs):
+        return "worse"
+    return "within noise or mixed"
+
+
+def claim6(rows, place_overhead_pct: float | None) -> dict:
+    by_ratio = defaultdict(set)
+    for r in rows:
+        if r.get("params") is not None:
+            by_ratio[float(r["ratio"])].add(int(r["params"]))
+    same = all(len(v) == 1 for v in by_ratio.values()) and bool(by_ratio)
+    measured = "student parameters per ratio, over every objective: " + "; ".join(
+        f"{r:.0%}: {sorted(v)}" for r, v in sorted(by_ratio.items())
+    )
+    if place_overhead_pct is not None:
+        measured += f"; PLACE's loss: {place_overhead_pct:.2f}% of a KD step (training only)"
+    return {
+        "claim": 6,
+        "text": "No extra parameters or inference cost",
+        "measured": measured,
+        "verdict": "supported" if same else "not supported",
+        "why": "every trained student of a ratio has the same parameters (same architecture, same "
+        "sampling cost); the adapters and coefficients exist only during training"
+        if same
+        else "students of one ratio differ in size",
+    }
+
+
+def backbone_result(result: dict | None, name: str) -> tuple[str, str]:
+    """(outcome, text) of one backbone path's comparison (notebooks 06 and 07's results):
+    outcome "win", "loss", "noise" or "missing"."""
+    if not result:
+        return "missing", f"{name}: not run (make dit / make latent)"
+    rows, cmp = result["rows"], result["comparison"]
+    threshold = result["reference"]["recognisable"]
+    by = defaultdict(list)
+    for r in rows:
+        by[r["objective"]].append(r)
+    parts = []
+    for spec in (cmp["baseline"], cmp["ours"]):
+        mine = by.get(spec, [])
+        fids = ", ".join(f"{_fmt(r['fid'])} ± {_fmt(r['fid_se'])}" for r in mine)
+        parts.append(f"{mine[0]['label'] if mine else spec} {fids}")
+    text = (
+        f"{name}: "
+        + " vs ".join(parts)
+        + f" (teacher {_fmt(result['reference']['teacher_final']['fid'])})"
+    )
+    generates = all(
+        not math.isnan(nan_of(r["fid"])) and nan_of(r["fid"]) < threshold
+        for spec in (cmp["baseline"], cmp["ours"])
+        for r in by.get(spec, [])
+    )
+    if not generates or not by.get(cmp["ours"]) or len(by[cmp["ours"]]) < 2:
+        return "noise", text + "; a student does not generate, or fewer than 2 seeds"
+    outcome = {-1: "win", 1: "loss", 0: "noise"}[compare(by[cmp["ours"]], by[cmp["baseline"]])]
+    return outcome, text
+
+
+def claim7(dit: dict | None = None, latent: dict | None = None) -> dict:
+    """Claim 7 from the DiT and latent paths' comparisons (the pixel U-Net is claim 3):
+    supported when LIFT+PLACE beats its backbone's own KD recipe beyond noise on every seed of
+    both; not supported when the recipe beats it on either; inconclusive otherwise."""
+    outcomes = [backbone_result(dit, "DiT"), backbone_result(latent, "latent U-Net")]
+    measured = "; ".join(t for _, t in outcomes)
+    kinds = [o for o, _ in outcomes]
+    if "loss" in kinds:
+        verdict = "not supported"
+        why = "a backbone's own KD recipe beats LIFT+PLACE beyond noise on every seed"
+    elif kinds == ["win", "win"]:
+        verdict = "supported"
+        why = "LIFT+PLACE beats each backbone's own KD recipe beyond noise on every seed"
+    else:
+        verdict = "inconclusive"
+        why = (
+            "not tested: the DiT and latent paths have not run (make dit latent)"
+            if kinds == ["missing", "missing"]
+            else "a backbone is missing, or its difference is within noise or mixed over seeds"
+        )
+    return {
+        "claim": 7,
+        "text": "It holds for pixel and latent space, U-Net and DiT",
+        "measured": measured,
+        "verdict": verdict,
+        "why": why,
+    }
+
+
+def check_claims(
+    rows: list[dict],
+    ratios: list[float],
+    ablation_ratio: float,
+    group_size: int,
+    probe_corrected: list[dict] | None = None,
+    place_overhead_pct: float | None = None,
+    backbones: dict | None = None,
+) -> list[dict]:
+    """Claims 1-7 with measured numbers and verdicts, from the sweep's per-student rows (and,
+    for claim 7, ``backbones``: notebooks 06 and 07's results by name, "dit" and "latent")."""
+    return [
+        claim1(rows, ratios),
+        claim2(rows, ratios, probe_corrected),
+        claim3(rows, ratios),
+        claim4(rows, ratios),
+        claim5(rows, ratios, ablation_ratio, group_size),
+        claim6(rows, place_overhead_pct),
+        claim7(**(backbones or {})),
+    ]
+
+
+def claims_markdown(claims: list[dict], header: str = "") -> str:
+    lines = ["# The paper's claims at this scale", ""]
+    if header:
+        lines += [header, ""]
+    lines += ["| # | claim | measured | verdict | why |", "|---|---|---|---|---|"]
+    for c in claims:
+        cells = [str(c["claim"]), c["text"], c["measured"], f"**{c['verdict']}**", c["why"]]
+        lines.append("| " + " | ".join(x.replace("|", "/") for x in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _ratio(capacity: dict) -> str:
+    r = capacity.get("highest_generating")
+    return "none" if r is None else f"{r:.0%}"
+
+
+PAPER_AGGRESSIVE_SHARE = 0.016  # the paper's 90% student keeps 1.6% of its 78.7M teacher
+
+
+def header(profile, jobs: list[dict], rows: list[dict], capacity: dict | None = None) -> str:
+    """The line above the claims table: the setting, the scale (teacher, floor, recognisable
+    threshold), the aggressive ratio's size beside the paper's, the capacity floor (notebook 02's
+    ``capacity_floor``, when given), the seeds and the commit."""
+    ref = jobs[0]["reference"]
+    d, res = profile.distill, profile.data.resolution
+    steps = ", ".join(f"{r:.0%}: {s}" for r, s in zip(d.ratios, d.steps, strict=True))
+    commit = jobs[0]["meta"].get("git", {}).get("commit") or "?"
+    hi = max(d.ratios)
+    sizes = [int(r["params"]) for r in rows if r.get("params") and float(r["ratio"]) == hi]
+    size = ""
+    if sizes and jobs[0].get("teacher_params"):
+        share = sizes[0] / jobs[0]["teacher_params"]
+        size = (
+            f"The aggressive ratio {hi:.0%} leaves {sizes[0]:,} parameters, {share:.1%} of the "
+            f"teacher's (the paper's 90% student: {PAPER_AGGRESSIVE_SHARE:.1%}). "
+        )
+    recog = ref.get("recognisable")
+    if capacity:
+        size += (
+            f"Trained from scratch for {capacity['rows'][0].get('steps', '?')} steps (notebook 02), "
+            + ", ".join(
+                f"{r['ratio']:.0%}: FID {r['fid']:.3g}{'' if r['generates'] else ' (no images)'}"
+                for r in capacity["rows"]
+            )
+            + f"; the highest ratio that learns to generate: {_ratio(capacity)}. "
+        )
+    return (
+        f"Profile `{profile.name}`: {profile.data.name} at {res}x{res}, "
+        f"teacher FID {ref['teacher']['fid']:.2f}, real-vs-real floor {ref['floor']['fid']:.2f}"
+        + (f", recognisable below {recog:.0f} (blurred held-out images)" if recog else "")
+        + f" ({ref.get('features', 'classifier features')}, {ref['n_samples']} samples during "
+        f"training, {ref.get('final_samples', ref['n_samples'])} at the end, "
+        f"{ref['ddim_steps']} DDIM steps); "
+        f"KD steps {steps}, batch {d.train.batch_size}, seeds {sorted({r['seed'] for r in rows})}. "
+        + size
+        + f"Commit {commit[:10]}. Written by notebook 05 from the saved results; rules in "
+        "liftkd/results/claims.py."
+    )

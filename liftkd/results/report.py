@@ -1,0 +1,264 @@
+"""KD jobs' results summarised: the tables over seeds and the curves of notebooks 05, 06 and 07.
+
+``loss_summary`` turns a job's loss history into windowed means (notebook 04). The rest reads
+only what the notebooks saved (``FIGURES_DIR/04_distill/<job>.json``, the rows of
+``liftkd.stages.kd_job.summarise``) and computes nothing anew.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from liftkd.measure.rules import mean_fid
+from liftkd.runs import load_torch
+from liftkd.stages.kd_job import FINAL_SAMPLES
+from liftkd.stages.sweep.jobs import check_result_settings, job_dir, plan
+
+# the DiT and latent paths' tables (notebooks 06 and 07)
+BACKBONE_COLUMNS = [
+    "objective",
+    "fid",
+    "fid_sd",
+    "fid_se",
+    "fid_seeds",
+    "seeds",
+    "params",
+    "status",
+]
+
+
+def _num(x) -> float:
+    return math.nan if x is None or x == "" else float(x)
+
+
+def loss_summary(history_path: str | Path, specs: list[str], window: int = 20) -> dict:
+    """Each objective's loss parts averaged over windows of ``window`` steps (for the figures and
+    the results file; the full per-step history stays in ``history.csv``)."""
+    import pandas as pd
+
+    hist = pd.read_csv(history_path)
+    bins = hist["step"] // window
+    out = {}
+    for spec in specs:
+        cols = {c.split("/", 1)[1]: c for c in hist.columns if c.startswith(f"{spec}/")}
+        means = hist[list(cols.values())].groupby(bins).mean()
+        out[spec] = {"step": [int((b + 1) * window) for b in means.index]}
+        out[spec].update({part: means[c].round(6).tolist() for part, c in cols.items()})
+    return out
+
+
+def diverged_steps(result, specs) -> dict[str, int]:
+    """``{spec: the step its student diverged at, or -1}`` from a job's training result."""
+    return {spec: int(result.ema.diverged_at[i]) for i, spec in enumerate(specs)}
+
+
+def final_samples(run_dir: str | Path, job_name: str, labels: dict[str, str], n: int = 20):
+    """``{label: the first n final samples}`` of a job's students (what ``evaluate_job`` kept in
+    the run folder; empty when the run folder is not at hand)."""
+    path = job_dir(run_dir, job_name) / FINAL_SAMPLES
+    if not path.exists():
+        return {}
+    kept = load_torch(
+        path, "a job's final samples", "delete it and run the job's notebook 04 again"
+    )
+    return {lab: kept[spec][:n] for spec, lab in labels.items() if spec in kept}
+
+
+def load_jobs(folder: str | Path, profile=None) -> list[dict]:
+    """Every job result in ``folder`` (its ``results`` with ``meta`` beside), sorted by name.
+    With ``profile``, only the results of that profile's sweep: its name, and a (group, ratio)
+    that its plan trains (any seed), so that files of an earlier plan left in the folder are not
+    mixed in; a job of the plan made with other settings (steps, objectives, evaluations) is an
+    error naming them, never mixed in."""
+    wanted = None
+    if profile is not None:
+        wanted = {(j.group, float(j.ratio)) for j in plan(profile)}
+    jobs = []
+    for path in sorted(Path(folder).glob("*.json")):
+        blob = json.loads(path.read_text())
+        res = blob.get("results", {})
+        if "rows" not in res:
+            continue
+        if profile is not None and (
+            blob.get("meta", {}).get("profile", {}).get("name") != profile.name
+            or (res.get("group"), float(res.get("ratio", -1))) not in wanted
+        ):
+            continue
+        if profile is not None:
+            check_result_settings(path, blob, profile)
+        jobs.append({**res, "meta": blob.get("meta", {})})
+    if not jobs:
+        raise FileNotFoundError(
+            f"no job results in {folder}: run the sweep first (make sweep PROFILE=...)"
+        )
+    return jobs
+
+
+def student_rows(jobs: list[dict]) -> list[dict]:
+    """One row per trained student, with its job's costs."""
+    out = []
+    for job in jobs:
+        for row in job["rows"]:
+            out.append({**row, "macs": job["student_costs"]["macs"]})
+    return out
+
+
+def table(rows: list[dict], group: str | None = "main", columns=None) -> list[dict]:
+    """Ratio x objective: FID (mean, sd over seeds), KID, precision, recall, size, status, over
+    the rows of ``group`` (None: every row; the DiT and latent paths' rows have no ratio), with
+    only ``columns`` when given."""
+    cells = defaultdict(list)
+    for r in rows:
+        if group is None or r.get("group") == group:
+            ratio = r.get("ratio")
+            cells[(None if ratio is None else float(ratio), r["objective"])].append(r)
+    order = {o: i for i, o in enumerate(dict.fromkeys(r["objective"] for r in rows))}
+    out = []
+    for (ratio, _obj), rs in sorted(
+        cells.items(), key=lambda kv: (kv[0][0] or 0.0, order[kv[0][1]])
+    ):
+        fid, fid_sd = mean_fid(rs)
+
+        def avg(key, rs=rs):
+            vals = [float(r[key]) for r in rs if r.get(key) is not None]
+            return statistics.fmean(vals) if vals else math.nan
+
+        statuses = [r["status"] for r in rs]
+        out.append(
+            {
+                "ratio": ratio,
+                "objective": rs[0]["label"],
+                "seeds": len(rs),
+                "fid": fid,
+                "fid_sd": fid_sd,
+                "fid_se": avg("fid_se"),
+                "fid_seeds": " / ".join(f"{_num(r['fid']):.1f}" for r in rs),
+                "kid": avg("kid"),
+                "precision": avg("precision"),
+                "recall": avg("recall"),
+                "params": rs[0].get("params"),
+                "macs": rs[0].get("macs"),
+                "status": ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses))),
+                "steps": rs[0]["steps"],
+            }
+        )
+    return [{k: r[k] for k in columns} for r in out] if columns else out
+
+
+def pivot(table_rows: list[dict]) -> list[dict]:
+    """The paper's layout: one row per ratio, one FID column per objective (mean ± sd over seeds,
+    and the mean standard error of one seed's FID in brackets); * marks a student that did not
+    converge on every seed."""
+    out = defaultdict(dict)
+    for r in table_rows:
+        cell = f"{r['fid']:.3g}" if not math.isnan(r["fid"]) else "diverged"
+        if r["seeds"] > 1 and not math.isnan(r["fid"]):
+            cell += f" ± {r['fid_sd']:.2g}"
+        if not math.isnan(r.get("fid_se", math.nan)):
+            cell += f" (SE {r['fid_se']:.2g})"
+        if r["status"] != f"{r['seeds']} converged":
+            cell += " *"  # not converged on every seed (or diverged, or does not generate)
+        out[r["ratio"]].update({"pruning": f"{r['ratio']:.0%}", "params": r["params"]})
+        out[r["ratio"]][r["objective"]] = cell
+    return [out[k] for k in sorted(out)]
+
+
+def curves(rows: list[dict], key: str = "fid_curve") -> dict[float, dict[str, tuple]]:
+    """ratio -> {label: (steps, values)} of one seed-averaged curve per objective."""
+    acc = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        acc[float(r["ratio"])][r["label"]].append(
+            {int(k): float(v) if v is not None else math.nan for k, v in r[key].items()}
+        )
+    out = {}
+    for ratio, by_label in acc.items():
+        out[ratio] = {}
+        for lab, cs in by_label.items():
+            steps = sorted(cs[0])
+            out[ratio][lab] = (steps, [statistics.fmean(c[s] for c in cs) for s in steps])
+    return out
+
+
+def group_rows(rows: list[dict], group: str) -> list[dict]:
+    return [r for r in rows if r["group"] == group]
+
+
+def job_names(jobs: list[dict]) -> list[str]:
+    return [j["job"] for j in jobs]
+
+
+def job_commits(jobs: list[dict]) -> list[str]:
+    """The commits the jobs were run at (more than one: the sweep spans code changes)."""
+    return sorted({str(j["meta"].get("git", {}).get("commit")) for j in jobs})
+
+
+def reference_fids(jobs: list[dict]) -> tuple[float, float]:
+    """(teacher FID, real-vs-real floor) under the sweep's evaluation settings."""
+    ref = jobs[0]["reference"]
+    return ref["teacher"]["fid"], ref["floor"]["fid"]
+
+
+def features_of(jobs: list[dict]) -> str:
+    """What the sweep's FIDs are computed on ("classifier features", ...)."""
+    return jobs[0]["reference"].get("features", "classifier features")
+
+
+def ratios(rows: list[dict], group: str = "main") -> list[float]:
+    return sorted({float(r["ratio"]) for r in rows if r["group"] == group})
+
+
+def job_at(jobs: list[dict], ratio: float, group: str = "main") -> dict:
+    """The first job of ``group`` at ``ratio`` (the lowest seed: jobs are sorted by name)."""
+    for job in jobs:
+        if job["group"] == group and math.isclose(float(job["ratio"]), ratio):
+            return job
+    raise KeyError(f"no {group} job at ratio {ratio}")
+
+
+def samples_at(jobs: list[dict], run_dir, ratio: float, teacher_samples=None, n: int = 20):
+    """``{label: samples}`` of every student of the lowest seed at ``ratio`` (main and ablation
+    jobs), the teacher's first when given; empty without the run folder."""
+    seed = min(int(j["seed"]) for j in jobs)
+    grids = {} if teacher_samples is None else {"teacher": teacher_samples[:n]}
+    for job in jobs:
+        if math.isclose(float(job["ratio"]), ratio) and int(job["seed"]) == seed:
+            grids.update(final_samples(run_dir, job["job"], job["labels"], n))
+    return grids if len(grids) > (teacher_samples is not None) else {}
+
+
+def ablation_table(rows: list[dict], ratio: float) -> list[dict]:
+    """The LIFT rows of the main job at ``ratio`` beside the ablation job's rows."""
+    main = [
+        r for r in table(rows, "main") if r["ratio"] == ratio and r["objective"].startswith("LIFT")
+    ]
+    return main + table(rows, "ablation")
+
+
+def fid_by_objective(table_rows: list[dict]) -> dict[str, tuple[list, list]]:
+    """``{objective label: (ratios, FIDs)}``: the lines of FID against pruning ratio."""
+    out: dict[str, tuple[list, list]] = {}
+    for r in table_rows:
+        xs, ys = out.setdefault(r["objective"], ([], []))
+        xs.append(r["ratio"])
+        ys.append(r["fid"])
+    return out
+
+
+def diagnosed(jobs: list[dict], ratio: float, specs: list[str]) -> dict:
+    """``{spec: loss and gradient-term curves}`` of the named objectives at ``ratio``, from the
+    lowest seed's main and ablation jobs (for ``liftkd.results.plots.gradient_terms``)."""
+    seed = min(int(j["seed"]) for j in jobs)
+    out = {}
+    for job in jobs:
+        if math.isclose(float(job["ratio"]), ratio) and int(job["seed"]) == seed:
+            out.update({s: c for s, c in job["losses"].items() if s in specs})
+    return {s: out[s] for s in specs if s in out}
+
+
+def all_labels(jobs: list[dict]) -> dict[str, str]:
+    """``{spec: label}`` over every job."""
+    return {spec: lab for job in jobs for spec, lab in job["labels"].items()}

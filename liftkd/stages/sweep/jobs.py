@@ -1,0 +1,195 @@
+"""The sweep's plan: which jobs a profile asks for, each resolved from the profile once.
+
+A job is named ``{group}_r{ratio}_s{seed}`` (``main_r0.9_s0``, ``ablation_r0.9_s0``): ``main``
+trains the profile's ``distill.objectives`` at one ratio, ``ablation`` its ``distill.ablations``
+at ``distill.ablation_ratio``. ``plan(profile)`` lists every job; ``job_from_name`` rebuilds one
+from its name, which is all that make passes around (``python -m liftkd.stages.sweep list`` prints the
+names, so the ratios and seeds are stated only in the profile).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+from liftkd.config import Profile, TrainConfig
+from liftkd.method.objectives import check_spec
+from liftkd.training.train_state import checkpoint_interval, eval_steps
+
+GROUPS = ("main", "ablation")
+# what a run's sweep writes: run_dir/distill/<job>/{checkpoint.pt, history.csv, snapshots/, ...}
+# (liftkd.stages.kd_job: evals.csv, samples_final.pt)
+DISTILL_DIR = "distill"
+RESULTS = "results.json"  # the job's summary, written last: its presence means the job is done
+REFERENCE = "reference.json"  # the teacher and the floor under the sweep's evaluation settings
+SETTINGS = "settings.json"  # the settings the job was trained and evaluated with (job_settings)
+# the distill settings that shape a job's students and evaluations, beside its own (Job)
+_JOB_SHAPING = (
+    "group_size",
+    "evaluations",
+    "eval_samples",
+    "final_samples",
+    "fid_parts",
+    "eval_ddim_steps",
+    "probe_timesteps",
+    "probe_images",
+    "diagnose_every",
+    "student_dropout",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    group: str  # "main" or "ablation"
+    ratio: float
+    seed: int
+    objectives: tuple[str, ...]
+    train: TrainConfig  # resolved: steps, seed, checkpoint interval
+    evaluations: int = 4
+
+    @property
+    def name(self) -> str:
+        return job_name(self.group, self.ratio, self.seed)
+
+    @property
+    def eval_steps(self) -> list[int]:
+        return eval_steps(self.train.steps, self.evaluations)
+
+
+def job_name(group: str, ratio: float, seed: int) -> str:
+    return f"{group}_r{ratio:g}_s{seed}"
+
+
+def make_job(
+    profile: Profile,
+    group: str,
+    ratio: float,
+    seed: int,
+    objectives: list[str] | None = None,
+    steps: int | None = None,
+) -> Job:
+    """The job of ``group`` at ``ratio`` and ``seed``, resolved from the profile."""
+    cfg = profile.distill
+    if group not in GROUPS:
+        raise ValueError(f"unknown job group {group!r}; choose one of {GROUPS}")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"a job's seed must be a whole number from 0 to 2^32 - 1, got {seed}")
+    if steps is None:
+        ref = cfg.ablation_ratio if group == "ablation" else ratio
+        matches = [s for r, s in zip(cfg.ratios, cfg.steps, strict=True) if math.isclose(r, ref)]
+        if not matches:
+            raise ValueError(
+                f"ratio {ratio} is not in the profile's distill.ratios {cfg.ratios}; "
+                "pass steps explicitly"
+            )
+        steps = matches[0]
+    if objectives is None:
+        objectives = cfg.ablations if group == "ablation" else cfg.objectives
+    for spec in objectives:
+        check_spec(spec)  # fail here, not an hour into training
+    every = eval_steps(steps, cfg.evaluations)[0]
+    train_cfg = dataclasses.replace(
+        cfg.train,
+        steps=steps,
+        seed=seed,
+        checkpoint_every=checkpoint_interval(every, cfg.train.checkpoint_every),
+    )
+    return Job(group, float(ratio), int(seed), tuple(objectives), train_cfg, cfg.evaluations)
+
+
+def plan(profile: Profile, seeds: list[int] | None = None) -> list[Job]:
+    """Every job of the sweep: each ratio's main job, and the ablation job, for every seed."""
+    cfg = profile.distill
+    jobs = []
+    for seed in seeds if seeds is not None else cfg.seeds:
+        jobs += [make_job(profile, "main", r, seed) for r in cfg.ratios]
+        if cfg.ablations:
+            jobs.append(make_job(profile, "ablation", cfg.ablation_ratio, seed))
+    return jobs
+
+
+def sweep_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / DISTILL_DIR
+
+
+def job_dir(run_dir: str | Path, job: Job | str) -> Path:
+    """The folder of a job (or of a job name)."""
+    return sweep_dir(run_dir) / (job if isinstance(job, str) else job.name)
+
+
+def parse_job_name(name: str) -> tuple[str, float, int]:
+    """``"main_r0.9_s0"`` -> ("main", 0.9, 0)."""
+    try:
+        group, r, s = name.split("_")
+        if not (r.startswith("r") and s.startswith("s")):
+            raise ValueError
+        return group, float(r[1:]), int(s[1:])
+    except ValueError:
+        raise ValueError(f"job names look like main_r0.9_s0, got {name!r}") from None
+
+
+def job_from_name(
+    profile: Profile, name: str, objectives: list[str] | None = None, steps: int | None = None
+) -> Job:
+    """The job called ``name`` (``main_r0.9_s0``), resolved from the profile."""
+    group, ratio, seed = parse_job_name(name)
+    return make_job(profile, group, ratio, seed, objectives, steps)
+
+
+def job_settings(profile: Profile, job: Job) -> dict:
+    """What a finished job's numbers depend on, flattened: its objectives and training (the
+    checkpoint interval aside) and the sweep's evaluation settings. A job whose settings differ
+    from these is another job, not a resumption."""
+    from liftkd.runs import _flat, _jsonable
+
+    train = {f"train.{k}": v for k, v in _flat(_jsonable(job.train)).items()}
+    train.pop("train.checkpoint_every")
+    distill = {f"distill.{k}": _jsonable(getattr(profile.distill, k)) for k in _JOB_SHAPING}
+    return {"objectives": list(job.objectives), **train, **distill}
+
+
+def remember_job(run_dir: str | Path, job: Job, profile: Profile, write: bool = True) -> None:
+    """Refuse a job folder that holds a job made with other settings (``distill.steps``,
+    ``distill.objectives``, ...); record them the first time. A folder finished before settings
+    were recorded is judged by the profile in its results."""
+    from liftkd.config import validate
+    from liftkd.runs import remember_at
+
+    folder = job_dir(run_dir, job)
+    record = folder / SETTINGS
+    what = f"the job {job.name} in {folder}"
+    results = folder / RESULTS
+    if not record.exists() and results.exists():
+        import json
+
+        saved = json.loads(results.read_text()).get("meta", {}).get("profile")
+        if saved:
+            before = validate(saved)
+            then = job_settings(before, make_job(before, job.group, job.ratio, job.seed))
+            remember_at(record, then, what, write=True)
+    remember_at(record, job_settings(profile, job), what, write)
+
+
+def check_result_settings(path: Path, blob: dict, profile: Profile) -> None:
+    """Refuse a saved job result (notebook 04's ``{"results", "meta"}``) that was made with
+    other settings than ``profile`` gives its job now."""
+    from liftkd.config import SettingsError, validate
+    from liftkd.runs import settings_diff
+
+    res = blob["results"]
+    name = res.get("job") or path.stem
+    then_profile = validate(blob["meta"]["profile"])
+    then_job = job_from_name(then_profile, name)
+    if "objectives" in res and "train" in res:  # what the job trained (notebook 04 may set them)
+        then_job = dataclasses.replace(
+            then_job, objectives=tuple(res["objectives"]), train=TrainConfig(**res["train"])
+        )
+    then = job_settings(then_profile, then_job)
+    diff = settings_diff(then, job_settings(profile, job_from_name(profile, name)))
+    if diff:
+        raise SettingsError(
+            f"{path} holds the job {name} made with other settings than the profile now asks "
+            f"for ({diff}); run the job again with these settings (delete its folder in the run "
+            "folder first), or give the settings it was made with"
+        )
