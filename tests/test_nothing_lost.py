@@ -405,7 +405,7 @@ def test_an_unreachable_hub_is_said_at_once_without_retries(monkeypatch):
     from diffusers import UNet2DModel
     from huggingface_hub import constants
 
-    from liftkd.models.presets import presets as models
+    from liftkd.models import presets as models
 
     calls = []
 
