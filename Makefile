@@ -126,10 +126,11 @@ $(RUN_DIR)/05_results.ipynb: $(RUN_DIR)/03_error_decomposition.ipynb \
 
 # claim 7's other backbones: in make reproduce after the sweep (the two at once), and each alone
 # through its own target; 05 reads their results when they exist
-dit: settings ## the DiT path (notebook 06): DiT teacher, TinyFusion student, its KD recipe vs LIFT+PLACE
+# (notebook 00 is built here, once: make -j2 dit latent would otherwise train it in both sub-makes)
+dit: settings $(RUN_DIR)/00_feature_extractor.ipynb ## the DiT path (notebook 06): DiT teacher, TinyFusion student, its KD recipe vs LIFT+PLACE
 	@$(MAKE) --no-print-directory $(RUN_DIR)/06_dit.ipynb
 
-latent: settings ## the latent path (notebook 07): autoencoder, latent U-Net, BK-SDM student, recipe vs LIFT+PLACE
+latent: settings $(RUN_DIR)/00_feature_extractor.ipynb ## the latent path (notebook 07): autoencoder, latent U-Net, BK-SDM student, recipe vs LIFT+PLACE
 	@$(MAKE) --no-print-directory $(RUN_DIR)/07_latent.ipynb
 
 # both at once share the cores (make -j2 dit latent: THREADS torch threads each)

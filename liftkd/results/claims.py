@@ -472,5 +472,5 @@ def header(profile, jobs: list[dict], rows: list[dict], capacity: dict | None = 
         f"KD steps {steps}, batch {d.train.batch_size}, seeds {sorted({r['seed'] for r in rows})}. "
         + size
         + f"Commit {commit[:10]}. Written by notebook 05 from the saved results; rules in "
-        "liftkd/results/claims.py."
+        "liftkd/measure/rules.py and liftkd/results/claims.py."
     )

@@ -90,10 +90,15 @@ def save_samples(samples: torch.Tensor, run_dir: str | Path) -> Path:
     return save_torch(samples, Path(run_dir) / SAMPLES_FILE)
 
 
-def load_samples(run_dir: str | Path, n: int | None = None) -> torch.Tensor:
-    """The first ``n`` of the teacher's samples saved by notebook 01 (uint8)."""
+def load_samples(
+    run_dir: str | Path, n: int | None = None, missing_ok: bool = False
+) -> torch.Tensor | None:
+    """The first ``n`` of the teacher's samples saved by notebook 01 (uint8); None when the run
+    folder does not hold them and ``missing_ok`` (notebook 05 drawn from committed results)."""
     path = Path(run_dir) / SAMPLES_FILE
     if not path.exists():
+        if missing_ok:
+            return None
         raise FileNotFoundError(f"{path} is missing: run notebook 01 (the teacher) first")
     return load_torch(path, "the teacher's samples", "run notebook 01 again")[:n]
 
