@@ -271,17 +271,23 @@ class DistillConfig:
                 f"distill.evaluations = {self.evaluations} equal parts; give step counts that "
                 f"are multiples of {self.evaluations}"
             )
-        if self.converged_evals > self.evaluations:
+        check_measuring(self, "distill.")
+
+
+def check_measuring(cfg, prefix: str) -> None:
+    """The checks every KD job's measuring settings share (``distill`` and the DiT and latent
+    paths' ``kd``): convergence judged on evaluations that exist, every FID part big enough."""
+    if cfg.converged_evals > cfg.evaluations:
+        raise SettingsError(
+            f"{prefix}converged_evals {cfg.converged_evals} is above {prefix}evaluations "
+            f"{cfg.evaluations}: convergence is judged on the last evaluations of a run"
+        )
+    for name in ("eval_samples", "final_samples"):
+        if getattr(cfg, name) < PART_IMAGES * cfg.fid_parts:
             raise SettingsError(
-                f"distill.converged_evals {self.converged_evals} is above distill.evaluations "
-                f"{self.evaluations}: convergence is judged on the last evaluations of a run"
+                f"{prefix}{name} {getattr(cfg, name)} is below {PART_IMAGES} x {prefix}fid_parts "
+                f"({cfg.fid_parts}): every part needs at least {PART_IMAGES} images"
             )
-        for name in ("eval_samples", "final_samples"):
-            if getattr(self, name) < PART_IMAGES * self.fid_parts:
-                raise SettingsError(
-                    f"distill.{name} {getattr(self, name)} is below {PART_IMAGES} x distill.fid_parts "
-                    f"({self.fid_parts}): every part needs at least {PART_IMAGES} images"
-                )
 
 
 @dataclass(frozen=True)
@@ -304,21 +310,11 @@ class BackboneKDConfig:
     def __post_init__(self):
         if not self.seeds:
             raise SettingsError("give at least one training seed for the backbone KD jobs")
-        if self.converged_evals > self.evaluations:
-            raise SettingsError(
-                f"converged_evals {self.converged_evals} is above evaluations {self.evaluations}: "
-                "convergence is judged on the last evaluations of a run"
-            )
         if self.train.steps % self.evaluations:
             raise SettingsError(
                 f"{self.evaluations} evaluations must divide the {self.train.steps} KD steps"
             )
-        for name in ("eval_samples", "final_samples"):
-            if getattr(self, name) < PART_IMAGES * self.fid_parts:
-                raise SettingsError(
-                    f"{name} {getattr(self, name)} is below {PART_IMAGES} x fid_parts "
-                    f"({self.fid_parts}): every part needs at least {PART_IMAGES} images"
-                )
+        check_measuring(self, "")
 
 
 @dataclass(frozen=True)

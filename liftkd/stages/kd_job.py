@@ -71,6 +71,21 @@ class Protocol:
     converged_evals: int = 3
     probe_timesteps: tuple[int, ...] = ()  # the probe's coarse share at these (none: not measured)
 
+    @classmethod
+    def of(cls, cfg, eval_steps, ddim_steps: int, probe_timesteps=()) -> Protocol:
+        """The protocol of a section that measures KD jobs (``distill``, or a path's ``kd``:
+        both name their sample counts, FID parts and convergence thresholds alike)."""
+        return cls(
+            eval_steps=tuple(eval_steps),
+            eval_samples=cfg.eval_samples,
+            final_samples=cfg.final_samples,
+            fid_parts=cfg.fid_parts,
+            ddim_steps=ddim_steps,
+            converged_within=cfg.converged_within,
+            converged_evals=cfg.converged_evals,
+            probe_timesteps=tuple(probe_timesteps),
+        )
+
     def columns(self) -> list[str]:
         """The columns of ``evals.csv``."""
         cols = ["objective", "step", "diverged", *SCORES[:5], *SCORES[5:], "n_final"]

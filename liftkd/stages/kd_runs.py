@@ -75,15 +75,7 @@ def reference(
 
 def backbone_protocol(cfg: BackboneKDConfig) -> Protocol:
     """The protocol of the DiT or latent path's jobs (``dit_kd.kd`` or ``latent.kd``)."""
-    return Protocol(
-        eval_steps=tuple(eval_steps(cfg.train.steps, cfg.evaluations)),
-        eval_samples=cfg.eval_samples,
-        final_samples=cfg.final_samples,
-        fid_parts=cfg.fid_parts,
-        ddim_steps=cfg.ddim_steps,
-        converged_within=cfg.converged_within,
-        converged_evals=cfg.converged_evals,
-    )
+    return Protocol.of(cfg, eval_steps(cfg.train.steps, cfg.evaluations), cfg.ddim_steps)
 
 
 def job_dir(run_dir: str | Path, backbone: str, seed: int) -> Path:

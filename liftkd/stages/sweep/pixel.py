@@ -23,16 +23,7 @@ from liftkd.stages.sweep.jobs import REFERENCE, Job, job_dir, remember_job, swee
 def protocol(profile: Profile, job: Job) -> Protocol:
     """The sweep's evaluation protocol for ``job`` (the ``distill`` settings)."""
     cfg = profile.distill
-    return Protocol(
-        eval_steps=tuple(job.eval_steps),
-        eval_samples=cfg.eval_samples,
-        final_samples=cfg.final_samples,
-        fid_parts=cfg.fid_parts,
-        ddim_steps=cfg.eval_ddim_steps,
-        converged_within=cfg.converged_within,
-        converged_evals=cfg.converged_evals,
-        probe_timesteps=tuple(cfg.probe_timesteps),
-    )
+    return Protocol.of(cfg, job.eval_steps, cfg.eval_ddim_steps, cfg.probe_timesteps)
 
 
 def kd_job(profile: Profile, run_dir: str | Path, job: Job) -> KDJob:
@@ -98,12 +89,6 @@ def load_models(profile: Profile, run_dir: str | Path, ratio: float, backbone: s
 def reference(profile: Profile, run_dir: str | Path, teacher, progress: bool = True) -> dict:
     """The teacher, the real-vs-real floor and the recognisable threshold under the sweep's
     protocol (``liftkd.stages.kd_job.reference``), computed once per run and shared by every job."""
-    p = Protocol(
-        eval_steps=(),
-        eval_samples=profile.distill.eval_samples,
-        final_samples=profile.distill.final_samples,
-        fid_parts=profile.distill.fid_parts,
-        ddim_steps=profile.distill.eval_ddim_steps,
-    )
+    p = Protocol.of(profile.distill, (), profile.distill.eval_ddim_steps)
     path = sweep_dir(run_dir) / REFERENCE
     return kd_reference(teacher, sampler(profile), p, profile, run_dir, path, progress=progress)
