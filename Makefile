@@ -1,7 +1,7 @@
 # liftkd: every artefact is a make target; notebooks run through papermill.
 #   make reproduce                  the cpu profile (default), offline
 #   make reproduce PROFILE=smoke    the same path in minutes (what CI checks)
-#   make test                       ruff + pytest
+#   make test                       ruff + pytest (CI); make unit: the fast tests alone
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -44,7 +44,7 @@ THREADS ?= $(shell n=$$(( $$(nproc) / $(JOBS) )); echo $$(( n > 0 ? n : 1 )))
 # several GPUs: LAUNCH='accelerate launch --multi_gpu --num_processes 4' trains each job under it
 LAUNCH ?=
 
-.PHONY: help venv settings reproduce sweep list-sweep dit latent tutorial test bench lint lab clean clean-runs
+.PHONY: help venv settings reproduce sweep list-sweep dit latent tutorial test unit bench lint lab clean clean-runs
 
 help: ## list the targets, target patterns and variables
 	@echo "liftkd: LIFT and PLACE reproduced. Targets:"
@@ -72,19 +72,23 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create the project environment in .venv (done by every target that needs it)
 
+# the check imports torch and diffusers (several seconds): the top make runs it once, and its sub-makes
+# (SUBMAKE) are told it passed
+SUBMAKE = $(MAKE) --no-print-directory SETTINGS_CHECKED=1
 settings: $(STAMP) ## check PROFILE, OVERRIDES and the run folder before anything runs
-	@$(PY) -m liftkd.check_settings --profile $(PROFILE) --overrides $(OVERRIDES_ARG) \
-		--run-dir '$(subst ','\'',$(RUN_DIR))'
+	@$(if $(SETTINGS_CHECKED),true,$(PY) -m liftkd.check_settings --profile $(PROFILE) --overrides $(OVERRIDES_ARG) \
+		--run-dir '$(subst ','\'',$(RUN_DIR))')
 
-reproduce: settings ## run every notebook of PROFILE (the sweep, then 06 and 07, JOBS at a time); results into figures/
-	@$(MAKE) --no-print-directory $(EXECUTED)
-	@$(MAKE) --no-print-directory -j$(JOBS) sweep
-	@$(MAKE) --no-print-directory -j$(JOBS) $(BACKBONES)
-	@$(MAKE) --no-print-directory $(RUN_DIR)/05_results.ipynb
+# one make over every notebook, JOBS at a time with THREADS torch threads each: make starts whatever
+# is ready (the DiT and latent paths need only notebook 00, so they run beside the teacher and
+# the pruning), then 05 reads it all. JOBS=1 runs them one after another on every core.
+reproduce: settings ## run every notebook of PROFILE, JOBS at a time (the sweep's jobs and 06/07 beside 01-03); results into figures/
+	+@$(SUBMAKE) -j$(JOBS) $(EXECUTED) $(SWEEP_RESULTS) $(BACKBONES)
+	+@$(SUBMAKE) $(RUN_DIR)/05_results.ipynb
 	@echo "done: executed notebooks in $(RUN_DIR), figures and results in $(FIGURES)"
 
 sweep: settings ## the KD jobs of notebook 04 (make -j2 sweep: two at once; SEEDS='0 1 2')
-	@$(MAKE) --no-print-directory $(SWEEP_RESULTS)
+	+@$(SUBMAKE) $(SWEEP_RESULTS)
 
 list-sweep: $(STAMP) ## the sweep's jobs for PROFILE and SEEDS, one per line
 	@printf '%s\n' $(SWEEP)
@@ -94,7 +98,7 @@ list-sweep: $(STAMP) ## the sweep's jobs for PROFILE and SEEDS, one per line
 # reaches only through a pattern is an intermediate one, which it deletes when done)
 distill-%: settings
 	@$(PY) -m liftkd.stages.sweep check --job $* --profile $(PROFILE) --overrides $(OVERRIDES_ARG)
-	@$(MAKE) --no-print-directory $(RUN_DIR)/distill/$*/results.json
+	+@$(SUBMAKE) $(RUN_DIR)/distill/$*/results.json
 
 $(RUN_DIR)/distill/%/results.json: notebooks/04_distill.ipynb $(RUN_DIR)/02_pruning.ipynb | settings
 	@mkdir -p $(@D) $(FIGURES)
@@ -111,7 +115,7 @@ $(RUN_DIR)/%.ipynb: notebooks/%.ipynb | settings
 	@mkdir -p $(RUN_DIR) $(FIGURES)
 	@start=$$(date +%s); \
 	$(PAPERMILL) $< $@.partial.ipynb -p PROFILE $(PROFILE) -p RUN_DIR $(RUN_DIR) -p FIGURES_DIR $(FIGURES) \
-		-y $(OVERRIDES_YAML) \
+		$(if $(filter $(EXECUTED),$@),-p THREADS $(THREADS)) -y $(OVERRIDES_YAML) \
 	&& mv $@.partial.ipynb $@ \
 	&& echo "$* ($(PROFILE)): $$(( $$(date +%s) - start )) s" | tee -a $(RUN_DIR)/timings.txt
 
@@ -128,10 +132,10 @@ $(RUN_DIR)/05_results.ipynb: $(RUN_DIR)/03_error_decomposition.ipynb \
 # through its own target; 05 reads their results when they exist
 # (notebook 00 is built here, once: make -j2 dit latent would otherwise train it in both sub-makes)
 dit: settings $(RUN_DIR)/00_feature_extractor.ipynb ## the DiT path (notebook 06): DiT teacher, TinyFusion student, its KD recipe vs LIFT+PLACE
-	@$(MAKE) --no-print-directory $(RUN_DIR)/06_dit.ipynb
+	+@$(SUBMAKE) $(RUN_DIR)/06_dit.ipynb
 
 latent: settings $(RUN_DIR)/00_feature_extractor.ipynb ## the latent path (notebook 07): autoencoder, latent U-Net, BK-SDM student, recipe vs LIFT+PLACE
-	@$(MAKE) --no-print-directory $(RUN_DIR)/07_latent.ipynb
+	+@$(SUBMAKE) $(RUN_DIR)/07_latent.ipynb
 
 # both at once share the cores (make -j2 dit latent: THREADS torch threads each)
 BACKBONES := $(RUN_DIR)/06_dit.ipynb $(RUN_DIR)/07_latent.ipynb
@@ -152,10 +156,16 @@ tutorial: $(STAMP) ## the notebook that teaches the moment decomposition, run in
 		$(TUTORIAL_DIR)/tutorial_moment_decomposition.ipynb \
 		-p RUN_DIR $(TUTORIAL_DIR) -p FIGURES_DIR $(TUTORIAL_DIR)/figures
 
-test: $(STAMP) ## ruff (lint, format) and pytest, including the smoke profile end to end
+# two pytest workers: most tests wait on a subprocess or a notebook's imports, so two share the
+# cores well; the tests of the shared smoke run stay on one worker (xdist_group)
+TEST_WORKERS ?= 2
+test: $(STAMP) ## ruff (lint, format) and every test, the smoke profile end to end included (what CI runs)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+
+unit: $(STAMP) ## the fast tests alone (no command, notebook or training of more than a second)
+	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadgroup -q
 
 bench: $(STAMP) ## benchmarks: objective cost per KD step, student sampling latency (figures/bench/)
 	$(PY) -m liftkd.measure.bench --out figures/bench

@@ -56,6 +56,7 @@ __all__ = [
     "PruningConfig",
     "SamplingConfig",
     "SettingsError",
+    "validate_recorded",
     "TrainConfig",
     "UNetConfig",
     "get_profile",
@@ -127,6 +128,17 @@ def validate(profile: Profile | dict) -> Profile:
         raise SettingsError(_message(err)) from None
     except SettingsError:
         raise
+
+
+def validate_recorded(tree: dict) -> Profile:
+    """A profile as a results file or a run folder recorded it, brought up to today's sections
+    and checked: results written before ``distill.train.steps`` became empty recorded the value
+    it held then (never read: ``distill.steps`` gives each ratio's steps)."""
+    distill = dict(tree.get("distill") or {})
+    if isinstance(distill.get("train"), dict):
+        distill["train"] = {**distill["train"], "steps": None}
+        tree = {**tree, "distill": distill}
+    return validate(tree)
 
 
 class _Null:

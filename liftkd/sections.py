@@ -108,7 +108,7 @@ class TrainConfig:
     ``clip="model"`` clips the student's gradient only, not the FitNet adapters'.
     """
 
-    steps: Count
+    steps: Count | None  # None only where another setting gives them (distill.steps, per ratio)
     batch_size: Count
     lr: Rate = 1e-3
     lr_min: Annotated[float, Field(ge=0)] = 1e-4
@@ -221,10 +221,10 @@ class DistillConfig:
         "lift+place:group_size=64",
         "lift+place:coarse=l2",
     )
-    # steps are set per ratio; checkpoints fall on the largest divisor of the evaluation interval
-    # not above checkpoint_every
+    # steps are distill.steps, per ratio (so train.steps stays empty); checkpoints fall on the
+    # largest divisor of the evaluation interval not above checkpoint_every
     train: TrainConfig = TrainConfig(
-        steps=1000,
+        steps=None,
         batch_size=32,
         lr=1e-3,
         lr_min=1e-4,
@@ -264,6 +264,11 @@ class DistillConfig:
             )
         if not self.seeds:
             raise SettingsError("distill.seeds is empty: give at least one training seed")
+        if self.train.steps is not None:
+            raise SettingsError(
+                f"distill.train.steps = {self.train.steps} would not be read: each ratio trains "
+                f"distill.steps (one count per ratio, now {list(self.steps)}); set those instead"
+            )
         uneven = [s for s in self.steps if s % self.evaluations]
         if uneven:
             raise SettingsError(
@@ -392,6 +397,7 @@ class Profile:
     notes: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
+        _check_step_counts(self)
         # every model make reproduce builds must take the images' size: say so in the settings
         # check, not when notebook 07 builds a latent U-Net from a size nobody set
         res = self.data.resolution
@@ -422,3 +428,21 @@ class Profile:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _check_step_counts(profile: Profile) -> None:
+    """Every training section states its steps, but the sweep's (``distill.steps`` gives each
+    ratio's, so ``distill.train.steps`` stays empty)."""
+
+    def walk(value: Any, path: str):
+        if isinstance(value, TrainConfig):
+            if value.steps is None and path != "distill.train":
+                raise SettingsError(
+                    f"setting '{path}.steps' = None: Input should be a valid integer (the steps "
+                    "to train)"
+                )
+        elif dataclasses.is_dataclass(value):
+            for f in dataclasses.fields(value):
+                walk(getattr(value, f.name), f"{path}.{f.name}" if path else f.name)
+
+    walk(profile, "")

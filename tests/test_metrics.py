@@ -34,6 +34,7 @@ def test_classifier_learns_digits(digits_and_classifier):
     assert accuracy(load_extractor(path), holdout) == acc
 
 
+@pytest.mark.slow
 def test_fid_orders_real_blur_and_noise(digits_and_classifier):
     train, holdout, _, path = digits_and_classifier
     real = fidelity(holdout.images, train.images, "offline", path)
@@ -83,6 +84,7 @@ def test_macs_grow_with_width():
     assert 0 < macs_per_image(small, 8, 1) < macs_per_image(wide, 8, 1)
 
 
+@pytest.mark.slow
 def test_the_label_free_extractor_orders_real_blur_and_noise(tmp_path):
     """The autoencoder needs no labels; its features still tell real images from noise."""
     import torch.nn.functional as F

@@ -56,6 +56,7 @@ def test_clean_runs_deletes_a_run_folder_and_nothing_above_it(tmp_path):
     assert not (project / "runs" / "old").exists() and (project / "runs" / "keep").is_dir()
 
 
+@pytest.mark.slow
 def test_make_names_a_run_folder_it_cannot_build(tmp_path):
     done = _make("reproduce", "PROFILE=smoke", "RUN_NAME=my run")
     assert done.returncode != 0 and "holds a space" in done.stderr
@@ -64,6 +65,7 @@ def test_make_names_a_run_folder_it_cannot_build(tmp_path):
     assert done.returncode != 0 and "make cannot name files there" in done.stderr
 
 
+@pytest.mark.slow
 def test_make_takes_overrides_that_hold_quotes(tmp_path):
     """A data.path with a ' in it used to break the shell lines of every recipe."""
     folder = tmp_path / "it's mine"
@@ -79,6 +81,7 @@ def test_make_takes_overrides_that_hold_quotes(tmp_path):
     assert not run.exists()
 
 
+@pytest.mark.slow
 def test_make_refuses_a_job_the_profile_has_not_before_making_its_folder(tmp_path):
     run = tmp_path / "run"
     done = _make("distill-nope", "PROFILE=smoke", f"RUN_DIR={run}", f"FIGURES={tmp_path}/fig")
@@ -86,6 +89,7 @@ def test_make_refuses_a_job_the_profile_has_not_before_making_its_folder(tmp_pat
     assert not (run / "distill" / "nope").exists() and not (tmp_path / "fig").exists()
 
 
+@pytest.mark.slow
 def test_make_settings_refuses_bad_objective_options_before_any_notebook(tmp_path):
     for overrides, message in [
         ("{distill.objectives: [outkd, 'lift+place:group_size=abc']}", "got 'abc'"),
@@ -232,6 +236,7 @@ def test_export_refuses_a_folder_that_holds_other_files(tmp_path):
     assert (out / "data.csv").read_text() == "1,2"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["a file", "unwritable"])
 def test_export_command_names_an_out_it_cannot_write(tmp_path, where):
     out = tmp_path / "file.txt" if where == "a file" else "/sys/liftkd-export-test/out"
@@ -457,6 +462,7 @@ def test_a_finished_job_with_other_settings_is_refused_not_mixed_in(tmp_path):
         load_jobs(REPO / "figures" / "04_distill", longer)
 
 
+@pytest.mark.slow
 def test_the_teacher_command_takes_its_steps_from_the_overrides(tmp_path):
     """make help's example override, {teacher.steps: N}, used to crash every entry point with
     "got multiple values for keyword argument"."""

@@ -187,6 +187,7 @@ def test_pruned_unet_works_with_diffusers_pipeline_and_sampler(smoke):
     assert x.shape == (3, 1, 8, 8)
 
 
+@pytest.mark.slow
 def test_round_trip_in_a_fresh_process(smoke, tmp_path, python):
     _, teacher = smoke
     student, _ = prune(teacher, 0.9, "magnitude", progress=False)

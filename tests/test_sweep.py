@@ -86,6 +86,7 @@ def test_a_job_is_rebuilt_from_its_name_alone():
 @pytest.mark.parametrize(
     "profile, seeds", [("smoke", ""), ("cpu", ""), ("gpu", ""), ("smoke", "1 2")]
 )
+@pytest.mark.slow
 def test_make_gets_its_jobs_from_the_profile(profile, seeds):
     """The Makefile states no ratio or seed: it asks ``python -m liftkd.stages.sweep list``."""
     make = subprocess.run(
@@ -108,6 +109,7 @@ def test_the_makefile_states_no_sweep_ratio():
     assert "SWEEP_RATIOS" not in text and "ABLATION_RATIO" not in text
 
 
+@pytest.mark.slow
 def test_gpu_profile_resolves_and_its_ratios_are_reachable():
     profile = get_profile("gpu")
     d = profile.distill
@@ -149,6 +151,7 @@ def _objective(name, student, teacher, **opts):
 CFG = TrainConfig(steps=6, batch_size=8, warmup_steps=2, checkpoint_every=3, seed=3)
 
 
+@pytest.mark.slow
 def test_side_by_side_equals_training_each_student_alone(tiny, tmp_path):
     """One teacher forward for all is only a saving: every student ends exactly as if trained
     alone on the same seed (same batches, noise, timesteps; own clipping and optimiser state)."""

@@ -114,7 +114,7 @@ def export_backbone_student(
     check_out(out, overwrite)  # before any model is loaded
     import copy
 
-    from liftkd.config import validate
+    from liftkd.config import validate_recorded
     from liftkd.measure.evaluation import features_label
     from liftkd.measure.metrics import count_parameters
     from liftkd.results.model_card import backbone_card
@@ -134,7 +134,7 @@ def export_backbone_student(
     folder = job_dir(run_dir, name, seed)
     if not folder.is_dir() or not list_snapshots(folder):
         raise FileNotFoundError(f"{folder} holds no trained job: give the run folder it ran in")
-    profile = validate(blob["meta"]["profile"])
+    profile = validate_recorded(blob["meta"]["profile"])
     if name == "dit":
         from liftkd.stages.dit import dit_backbone
 

@@ -52,7 +52,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from liftkd.config import TrainConfig
+from liftkd.config import SettingsError, TrainConfig
 from liftkd.data import to_model_range
 from liftkd.locks import exclusive
 from liftkd.runs import save_torch
@@ -182,6 +182,8 @@ def _train(
         raise ValueError(
             f"labels must hold one class per image ({len(images)}), got {tuple(labels.shape)}"
         )
+    if cfg.steps is None:
+        raise SettingsError(f"{desc}: no step count given (steps is None): set the steps to train")
     if cfg.steps < 1 or cfg.batch_size < 1:
         raise ValueError(
             f"steps and batch_size must be positive, got {cfg.steps}, {cfg.batch_size}"

@@ -153,7 +153,7 @@ def remember_job(run_dir: str | Path, job: Job, profile: Profile, write: bool = 
     """Refuse a job folder that holds a job made with other settings (``distill.steps``,
     ``distill.objectives``, ...); record them the first time. A folder finished before settings
     were recorded is judged by the profile in its results."""
-    from liftkd.config import validate
+    from liftkd.config import validate_recorded
     from liftkd.runs import remember_at
 
     folder = job_dir(run_dir, job)
@@ -165,7 +165,7 @@ def remember_job(run_dir: str | Path, job: Job, profile: Profile, write: bool = 
 
         saved = json.loads(results.read_text()).get("meta", {}).get("profile")
         if saved:
-            before = validate(saved)
+            before = validate_recorded(saved)
             then = job_settings(before, make_job(before, job.group, job.ratio, job.seed))
             remember_at(record, then, what, write=True)
     remember_at(record, job_settings(profile, job), what, write)
@@ -174,12 +174,12 @@ def remember_job(run_dir: str | Path, job: Job, profile: Profile, write: bool = 
 def check_result_settings(path: Path, blob: dict, profile: Profile) -> None:
     """Refuse a saved job result (notebook 04's ``{"results", "meta"}``) that was made with
     other settings than ``profile`` gives its job now."""
-    from liftkd.config import SettingsError, validate
+    from liftkd.config import SettingsError, validate_recorded
     from liftkd.runs import settings_diff
 
     res = blob["results"]
     name = res.get("job") or path.stem
-    then_profile = validate(blob["meta"]["profile"])
+    then_profile = validate_recorded(blob["meta"]["profile"])
     then_job = job_from_name(then_profile, name)
     if "objectives" in res and "train" in res:  # what the job trained (notebook 04 may set them)
         then_job = dataclasses.replace(
