@@ -66,11 +66,11 @@ def check_data(profile: Profile) -> None:
 
 def check_pretrained(profile: Profile) -> None:
     """A local pretrained teacher is a UNet2DModel for images of the data's channels."""
-    from liftkd.models.presets import check_unet_folder, hub_id_reachable
-
     source = profile.pretrained_teacher
     if source is None:
         return
+    from liftkd.models.presets import check_unet_folder, hub_id_reachable  # diffusers: seconds
+
     if Path(source).exists():
         try:
             check_unet_folder(Path(source), profile.data.channels)

@@ -175,3 +175,35 @@ def test_no_verdict_on_stability_when_nobody_generates():
             r["status"] = "does not generate"
     c = claims.claim4(rows, RATIOS)
     assert c["verdict"] == "inconclusive" and "generates" in c["why"]
+
+
+def test_the_difference_se_is_the_two_ses_in_quadrature():
+    assert rules.diff_se({"fid_se": 3.0}, {"fid_se": 4.0}) == 5.0
+    assert rules.diff_se({"fid_se": 3.0}, {}) == 3.0  # a row without an SE counts as exact
+    # compare() uses it: a gap of 9.9 is inside 2 x 5, a gap of 10.1 beyond it
+    assert rules.compare([_seed(10.0, 3.0)], [_seed(19.9, 4.0)]) == 0
+    assert rules.compare([_seed(10.0, 3.0)], [_seed(20.1, 4.0)]) == -1
+
+
+def test_the_tables_follow_the_claims_in_one_file():
+    text = claims.with_tables(
+        "# claims\n\n| 1 | ... |\n",
+        {"05_fid_table": "# FID by ratio\n\n| a |\n|---|\n| 1 |\n", "07_latent_table": None},
+    )
+    assert text.startswith("# claims\n")
+    assert "## The tables behind the verdicts" in text
+    assert "## FID by ratio" in text and "(`05_fid_table.md`, `05_fid_table.csv`)" in text
+    assert "07_latent_table" not in text  # a notebook that has not run adds nothing
+    assert claims.with_tables("# claims\n", {"06_dit_table": None}) == "# claims\n"
+
+
+def test_students_of_one_job_are_compared_on_their_paired_se():
+    """A bootstrap's paired SE (same job) replaces the SEs in quadrature: a gap of 3 is inside
+    2 x hypot(2, 2) = 5.7 but beyond 2 x 1.0."""
+    a = {"job": "j", "objective": "a", "seed": 0, "fid": 10.0, "fid_se": 2.0}
+    b = {"job": "j", "objective": "b", "seed": 0, "fid": 13.0, "fid_se": 2.0}
+    assert rules.compare([a], [b]) == 0
+    a["paired_se"], b["paired_se"] = {"b": 1.0}, {"a": 1.0}
+    assert rules.diff_se(a, b) == 1.0 and rules.compare([a], [b]) == -1
+    # students of two jobs have no paired SE: back to the bound
+    assert rules.diff_se(a, {**b, "job": "other"}) == math.hypot(2.0, 2.0)

@@ -89,3 +89,18 @@ def test_the_gpu_profiles_backbone_paths_follow_its_sweep_protocol():
         )
         assert kd.ddim_steps == g.distill.eval_ddim_steps and len(kd.seeds) >= 3
     assert g.dit.num_layers > g.dit_kd.keep > 0
+
+
+def test_the_sweeps_step_count_is_set_per_ratio_only():
+    from liftkd.config import SettingsError, validate_recorded
+
+    with pytest.raises(SettingsError, match=r"distill.train.steps = 500 would not be read"):
+        get_profile("smoke", **{"distill.train.steps": 500})
+    with pytest.raises(SettingsError, match=r"'capacity.train.steps' = None"):
+        get_profile("smoke", **{"capacity.train": {"steps": None, "batch_size": 8}})
+    # results written when the setting held a (never read) value still read
+    import dataclasses
+
+    old = dataclasses.asdict(get_profile("smoke"))
+    old["distill"]["train"]["steps"] = 1000
+    assert validate_recorded(old) == get_profile("smoke")

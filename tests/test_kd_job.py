@@ -39,7 +39,13 @@ def fake_scores(monkeypatch):
         fid = float(images.float().mean())
         return {"fid": fid, "kid": 0.0, "precision": 1.0, "recall": 1.0, "fid_se": len(images)}
 
+    def fid_features(profile, run_dir, images):  # four seeded normals per image, N(0, I) reference
+        g = torch.Generator().manual_seed(len(images))
+        feats = torch.randn(len(images), 4, generator=g) + images.float().mean()
+        return feats, {"mu": torch.zeros(4), "sigma": torch.eye(4)}
+
     monkeypatch.setattr(kd_job, "fid_with_se", fid_with_se)
+    monkeypatch.setattr(kd_job, "fid_features", fid_features)
 
 
 def _cfg(steps=4, evaluations=2, eval_samples=40, final_samples=60):
@@ -76,6 +82,15 @@ def test_the_curve_keeps_one_sample_count_and_the_final_fid_its_own(tmp_path, fa
     assert [r["objective"] for r in rows] == ["outkd", "nokd"]
     assert rows[0]["fid"] == last["fid_final"] and rows[0]["n_final"] == 60
     assert sorted(rows[0]["fid_curve"]) == [0, 2, 4] and rows[0]["backbone"] == "unet"
+    # the final FID's SE: a bootstrap of the 60 final images' features, paired with the other
+    # objective's (the four-part SE kept beside it)
+    assert rows[0]["fid_se_method"] == "bootstrap" and rows[0]["fid_se_parts"] == 60
+    assert set(rows[0]["paired_se"]) == {"nokd"} and rows[0]["fid_se"] > 0
+    saved = torch.load(job.folder / kd_job.FINAL_FEATURES, weights_only=True)
+    assert {k: tuple(v.shape) for k, v in saved["features"].items()} == {
+        "outkd": (60, 4),
+        "nokd": (60, 4),
+    }
     # run again: nothing is sampled anew
     kd_job.evaluate(backbone, job, p, tmp_path, progress=False)
     assert len(calls) == 5

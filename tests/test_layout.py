@@ -18,6 +18,7 @@ LAYERS = [
         "results.plots",
         "method.probe",
         "measure.rules",
+        "measure.bootstrap",
         "locks",
     },
     {"models.pruned_unet", "results.model_card", "results.claims"},

@@ -233,3 +233,24 @@ def test_load_jobs_reads_only_the_profiles_sweep(tmp_path):
     assert len(report.load_jobs(tmp_path)) == 6
     with pytest.raises(FileNotFoundError, match="run the sweep first"):
         report.load_jobs(tmp_path, get_profile("gpu"))
+
+
+def test_paired_differences_are_taken_seed_by_seed(tmp_path):
+    from liftkd.results.plots import paired_differences
+
+    def row(objective, seed, fid, se):
+        return {"objective": objective, "label": objective.upper(), "seed": seed, "fid": fid} | {
+            "fid_se": se
+        }
+
+    rows = [row("outkd", 0, 30.0, 1.0), row("outkd", 1, 40.0, 2.0)]
+    rows += [row("lift+place", 0, 25.0, 1.0), row("lift+place", 1, 43.0, 2.0)]
+    rows += [row("nokd", 2, 50.0, 1.0)]  # no OutKD of seed 2: nothing to pair it with
+    drawn = paired_differences(rows, "outkd", tmp_path / "paired.png", "t")
+    assert [(d["objective"], d["seed"], d["difference"]) for d in drawn] == [
+        ("LIFT+PLACE", "seed 0", -5.0),
+        ("LIFT+PLACE", "seed 1", 3.0),
+    ]
+    assert drawn[1]["se"] == pytest.approx(math.hypot(2.0, 2.0))
+    assert (tmp_path / "paired.png").stat().st_size > 1000
+    assert paired_differences(rows, "featkd", tmp_path / "none.png", "t") is None

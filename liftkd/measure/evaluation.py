@@ -29,6 +29,7 @@ from liftkd.measure.metrics import (
     latency_per_image,
     macs_per_image,
 )
+from liftkd.measure.metrics import fid_features as metrics_fid_features
 from liftkd.runs import load_torch
 from liftkd.training.diffusion import noise_scheduler
 from liftkd.training.sampling import EpsFn, ddim_sample, unet_eps
@@ -109,6 +110,19 @@ def fid_parts(
     if profile.feature_extractor == "inception":
         return fid_of_parts(images, reference.images, parts, "inception", profile.inception_weights)
     return fid_of_parts(images, reference.images, parts, "offline", classifier_path(run_dir))
+
+
+def fid_features(profile: Profile, run_dir: str | Path, images: torch.Tensor):
+    """``images``' FID features (a float32 ``(N, D)`` tensor) and the training split's FID
+    statistics (``mu``, ``sigma``), on the profile's extractor: what ``liftkd.measure.bootstrap``
+    resamples."""
+    reference, _ = load_splits(profile.data)
+    if profile.feature_extractor == "inception":
+        args = ("inception", profile.inception_weights)
+    else:
+        args = ("offline", classifier_path(run_dir))
+    feats, ref = metrics_fid_features(images, reference.images, *args)
+    return feats.float(), {"mu": ref["mu"], "sigma": ref["sigma"]}
 
 
 def fid_with_se(profile: Profile, run_dir: str | Path, images: torch.Tensor, parts: int) -> dict:

@@ -112,29 +112,14 @@ def fidelity(
 _REFERENCE_STATS: dict[tuple, dict] = {}  # FID statistics of reference sets, per process
 
 
-def fid_of_parts(
-    generated: torch.Tensor,
-    reference: torch.Tensor,
-    parts: int,
-    extractor: str = "offline",
-    weights_path: str | Path | None = None,
-    batch_size: int = 500,
-) -> list[float]:
-    """The FID of each of ``parts`` equal slices of ``generated`` against ``reference``, as
-    ``fidelity`` computes it, with the features of each set extracted once (the reference's
-    statistics are kept for the process: every part, and every later call, reuses them)."""
-    import hashlib
-
-    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+def _feature_fn(extractor: str, weights_path: str | Path | None, batch_size: int):
+    """The FID features of uint8 images, as torch-fidelity's ``fidelity`` extracts them."""
     from torch_fidelity.utils import (
         create_feature_extractor,
         get_featuresdict_from_dataset,
         resolve_feature_layer_for_metric,
     )
 
-    size = len(generated) // parts
-    if size < 2:
-        raise ValueError(f"{len(generated)} images make parts of fewer than 2: use fewer parts")
     named, channels = _extractor_kwargs(extractor, weights_path)
     layer = resolve_feature_layer_for_metric("fid", **named)
     cuda = torch.cuda.is_available()
@@ -144,12 +129,46 @@ def fid_of_parts(
         data = _TensorImages(images, channels)
         return get_featuresdict_from_dataset(data, net, batch_size, cuda, True, False)[layer]
 
+    return features
+
+
+def fid_features(
+    generated: torch.Tensor,
+    reference: torch.Tensor,
+    extractor: str = "offline",
+    weights_path: str | Path | None = None,
+    batch_size: int = 500,
+) -> tuple[torch.Tensor, dict]:
+    """``generated``'s FID features ``(N, D)`` and the reference's FID statistics (``mu``,
+    ``sigma``), the reference's kept for the process: every later call reuses them."""
+    import hashlib
+
+    from torch_fidelity.metric_fid import fid_features_to_statistics
+
+    features = _feature_fn(extractor, weights_path, batch_size)
     stamp = Path(weights_path).stat().st_mtime_ns if weights_path else None  # a retrained file
     key = (extractor, str(weights_path), stamp, hashlib.sha1(reference.numpy().tobytes()).digest())
     if key not in _REFERENCE_STATS:
         _REFERENCE_STATS[key] = fid_features_to_statistics(features(reference))
-    ref = _REFERENCE_STATS[key]
-    mine = features(generated)
+    return features(generated), _REFERENCE_STATS[key]
+
+
+def fid_of_parts(
+    generated: torch.Tensor,
+    reference: torch.Tensor,
+    parts: int,
+    extractor: str = "offline",
+    weights_path: str | Path | None = None,
+    batch_size: int = 500,
+) -> list[float]:
+    """The FID of each of ``parts`` equal slices of ``generated`` against ``reference``, as
+    ``fidelity`` computes it, with the features of each set extracted once."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    size = len(generated) // parts
+    if size < 2:
+        raise ValueError(f"{len(generated)} images make parts of fewer than 2: use fewer parts")
+    mine, ref = fid_features(generated, reference, extractor, weights_path, batch_size)
     return [
         fid_statistics_to_metric(
             fid_features_to_statistics(mine[i * size : (i + 1) * size]), ref, False

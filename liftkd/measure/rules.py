@@ -69,26 +69,34 @@ def convergence(
     return "converged"
 
 
-def by_seed(rows: list[dict]) -> dict[int, tuple[float, float]]:
-    """``{seed: (final FID, its standard error)}`` of one objective's rows."""
-    return {int(r["seed"]): (nan_of(r["fid"]), nan_of(r.get("fid_se", 0.0))) for r in rows}
+def diff_se(a: dict, b: dict) -> float:
+    """The standard error of FID(a) - FID(b) for two students of one seed. Students of one KD job
+    with a bootstrap of their final images (``paired_se``, ``liftkd.measure.bootstrap``) get the
+    paired SE: images resampled jointly, since image i of each comes from the same noise. Others
+    (results from before the bootstrap, or students of two jobs) get sqrt(SE_a^2 + SE_b^2), as if
+    independent: their errors are positively correlated, so this is an upper bound."""
+    paired = a.get("paired_se") or {}
+    if a.get("job") is not None and a.get("job") == b.get("job") and b.get("objective") in paired:
+        return nan_of(paired[b["objective"]])
+    return math.hypot(nan_of(a.get("fid_se", 0.0)), nan_of(b.get("fid_se", 0.0)))
 
 
 def compare(a: list[dict], b: list[dict], n_se: float = N_SE) -> int:
-    """-1 when ``a`` wins (lower FID than ``b`` by more than ``n_se`` combined standard errors on
-    every seed both have), +1 when ``b`` wins, 0 when within noise or mixed. A diverged (NaN) seed
-    loses to a finite one; both diverged is a tie."""
-    pa, pb = by_seed(a), by_seed(b)
-    seeds = sorted(set(pa) & set(pb))
+    """-1 when ``a`` wins (lower FID than ``b`` by more than ``n_se`` standard errors of the
+    difference, ``diff_se``, on every seed both have), +1 when ``b`` wins, 0 when within noise or
+    mixed. A diverged (NaN) seed loses to a finite one; both diverged is a tie."""
+    ra = {int(r["seed"]): r for r in a}
+    rb = {int(r["seed"]): r for r in b}
+    seeds = sorted(set(ra) & set(rb))
     if not seeds:
         return 0
     signs = []
     for s in seeds:
-        (fa, sa), (fb, sb) = pa[s], pb[s]
+        fa, fb = nan_of(ra[s]["fid"]), nan_of(rb[s]["fid"])
         if math.isnan(fa) or math.isnan(fb):
             signs.append(0 if math.isnan(fa) and math.isnan(fb) else (1 if math.isnan(fa) else -1))
             continue
-        margin = n_se * math.hypot(sa, sb)
+        margin = n_se * diff_se(ra[s], rb[s])
         signs.append(-1 if fb - fa > margin else (1 if fa - fb > margin else 0))
     if all(x == -1 for x in signs):
         return -1

@@ -427,6 +427,22 @@ def claims_markdown(claims: list[dict], header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def with_tables(claims_text: str, tables: dict[str, str | None]) -> str:
+    """The claims followed by the tables they were decided from (``{file stem: markdown}``, as
+    ``plots.write_table`` writes them; None for one not made, such as a path not run): the
+    project's results in one generated file."""
+    made = {stem: text for stem, text in tables.items() if text}
+    if not made:
+        return claims_text
+    parts = [claims_text.rstrip("\n"), "", "## The tables behind the verdicts", ""]
+    for stem, text in made.items():
+        body = text.strip("\n")
+        if body.startswith("# "):  # a table's own title, one level down here
+            body = "#" + body
+        parts += [body, f"\n(`{stem}.md`, `{stem}.csv`)", ""]
+    return "\n".join(parts)
+
+
 def _ratio(capacity: dict) -> str:
     r = capacity.get("highest_generating")
     return "none" if r is None else f"{r:.0%}"

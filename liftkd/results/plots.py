@@ -435,27 +435,101 @@ def capacity_floor(floor: dict, path, features: str = "classifier features"):
 
 
 def final_fids(rows: list[dict], path, title: str, reference: float | None = None):
-    """Each objective's final FID, one point per seed with ± 2 standard errors (``rows``: the
-    students of one ratio, as ``liftkd.stages.kd_job.summarise`` makes them)."""
-    labels = list(dict.fromkeys(r["label"] for r in rows))
-    seeds = sorted({int(r["seed"]) for r in rows})
+    """Each objective's final FID: every seed (a point) and the spread over seeds (the mean and
+    its range across them, in black) (``rows``: the students of one ratio, as
+    ``liftkd.stages.kd_job.summarise`` makes them; each seed's own SE is in the paired figure)."""
+    import pandas as pd
+    import seaborn as sns
+
+    df = pd.DataFrame(
+        {"objective": r["label"], "seed": f"seed {int(r['seed'])}", "fid": float(r["fid"])}
+        for r in rows
+    )
+    labels = list(dict.fromkeys(df["objective"]))
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels)), 3.8))
-    for j, seed in enumerate(seeds):
-        mine = {r["label"]: r for r in rows if int(r["seed"]) == seed}
-        xs = [i + (j - (len(seeds) - 1) / 2) * 0.15 for i, lab in enumerate(labels) if lab in mine]
-        ys = [mine[lab]["fid"] for lab in labels if lab in mine]
-        es = [2 * (mine[lab].get("fid_se") or 0.0) for lab in labels if lab in mine]
-        ax.errorbar(xs, ys, yerr=es, fmt="o", capsize=3, label=f"seed {seed}")
+    sns.stripplot(
+        data=df, x="objective", y="fid", hue="seed", order=labels, dodge=True, size=6, ax=ax
+    )
+    sns.pointplot(
+        data=df,
+        x="objective",
+        y="fid",
+        order=labels,
+        errorbar=("pi", 100),  # the range over seeds
+        color="k",
+        markers="_",
+        markersize=14,
+        linestyle="none",
+        capsize=0.15,
+        ax=ax,
+        label="mean, range over seeds",
+    )
     if reference is not None:
         ax.axhline(reference, color="C3", ls="--", label="recognisable below")
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
     ax.set_yscale("log")
-    ax.set_ylabel("final FID (± 2 SE)")
+    ax.set_xlabel("")
+    ax.set_ylabel("final FID")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     ax.set_title(title)
     return finish(fig, path)
+
+
+def paired_differences(rows: list[dict], baseline: str, path, title: str):
+    """FID(objective) - FID(``baseline``) seed by seed (same seed: the same batches, noises and
+    sampling noise), with +- 2 SE of the difference (``liftkd.measure.rules.diff_se``). Below
+    zero the objective is better; an interval across zero is within noise. Returns the rows
+    drawn (objective, seed, difference, se) or None when no seed has the baseline."""
+    import pandas as pd
+    import seaborn as sns
+
+    from liftkd.measure.rules import diff_se
+
+    base = {int(r["seed"]): r for r in rows if r["objective"] == baseline}
+    drawn = [
+        {
+            "objective": r["label"],
+            "seed": f"seed {int(r['seed'])}",
+            "difference": float(r["fid"]) - float(base[int(r["seed"])]["fid"]),
+            "se": diff_se(r, base[int(r["seed"])]),
+        }
+        for r in rows
+        if r["objective"] != baseline and int(r["seed"]) in base
+    ]
+    if not drawn:
+        return None
+    # each interval as three values whose mean is the difference and whose range is +- 2 SE:
+    # seaborn then places and dodges the points and their intervals by itself
+    long = pd.DataFrame(
+        {**d, "value": d["difference"] + k * 2 * d["se"]} for d in drawn for k in (-1, 0, 1)
+    )
+    labels = list(dict.fromkeys(long["objective"]))
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(labels) + 1.6))
+    sns.pointplot(
+        data=long,
+        y="objective",
+        x="value",
+        hue="seed",
+        order=labels,
+        estimator="mean",
+        errorbar=("pi", 100),
+        dodge=0.4,
+        linestyle="none",
+        capsize=0.1,
+        ax=ax,
+    )
+    ax.axvline(0, color="k", lw=1)
+    base_label = next(iter(base.values()))["label"]
+    ax.set_xlabel(f"FID minus {base_label}'s, same seed (+- 2 SE; below 0: better)")
+    ax.set_ylabel("")
+    ax.set_xscale("symlog", linthresh=10)
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+    finish(fig, path)
+    return drawn
 
 
 def backbone_curves(rows: list[dict], path, title: str, teacher_fid: float | None = None):

@@ -262,3 +262,10 @@ def diagnosed(jobs: list[dict], ratio: float, specs: list[str]) -> dict:
 def all_labels(jobs: list[dict]) -> dict[str, str]:
     """``{spec: label}`` over every job."""
     return {spec: lab for job in jobs for spec, lab in job["labels"].items()}
+
+
+def read_table(path: str | Path) -> str | None:
+    """A Markdown table another notebook wrote (``plots.write_table``), or None when that
+    notebook has not run."""
+    path = Path(path)
+    return path.read_text() if path.exists() else None

@@ -40,8 +40,9 @@ import torch.nn as nn
 
 from liftkd.config import Profile, TrainConfig
 from liftkd.locks import claim
+from liftkd.measure import bootstrap
 from liftkd.measure.analysis import coarse_shares
-from liftkd.measure.evaluation import fid_with_se
+from liftkd.measure.evaluation import fid_features, fid_with_se
 from liftkd.measure.metrics import count_parameters
 from liftkd.measure.rules import convergence
 from liftkd.method.objectives import build_objective, label, parse_spec
@@ -53,6 +54,9 @@ from liftkd.training.train_state import snapshot_path
 
 EVALS = "evals.csv"  # a job's evaluations, one row per (objective, step)
 FINAL_SAMPLES = "samples_final.pt"  # 100 samples of every student at the last evaluation
+# the FID features of every final image of every student, and the reference's statistics: what
+# the bootstrap of the final FIDs resamples (liftkd.measure.bootstrap)
+FINAL_FEATURES = "features_final.pt"
 SCORES = ("fid", "fid_se", "kid", "precision", "recall", "fid_final", "fid_final_se")
 
 Sampler = Callable[[nn.Module, int], torch.Tensor]  # (model, n) -> n uint8 images, fixed seeds
@@ -288,11 +292,40 @@ def evaluate(
                 if final:
                     kept[spec] = images[:100]
                     save_torch(kept, final_samples)
+                    _keep_features(job.folder / FINAL_FEATURES, spec, profile, run_dir, images)
             row["seconds"] = round(time.perf_counter() - t0, 1)
             append_row(path, row, columns)
             if progress:
                 print(f"[{job.name}] step {step:>5} {spec:<28} FID {row['fid']:.2f}", flush=True)
     return read_rows(path)
+
+
+def _keep_features(path: Path, spec: str, profile, run_dir, images: torch.Tensor) -> None:
+    """Add ``spec``'s final images' FID features to the job's features file."""
+    saved = load_torch(path, "a job's final features") if path.exists() else {"features": {}}
+    feats, ref = fid_features(profile, run_dir, images)
+    saved["features"][spec] = feats
+    saved["reference"] = {k: torch.as_tensor(v) for k, v in ref.items()}
+    save_torch(saved, path)
+
+
+def final_bootstrap(job: KDJob, specs: list[str]) -> dict[str, dict]:
+    """The bootstrap of the final FIDs of ``specs`` (``liftkd.measure.bootstrap.summary``: SE and
+    the paired SE against each other, images resampled jointly, seeded by the job's seed), from
+    the job's features file; {} where it is missing or lacks one of them (a job evaluated before
+    the file existed, a diverged student)."""
+    path = job.folder / FINAL_FEATURES
+    if not path.exists():
+        return {}
+    saved = load_torch(path, "a job's final features", "delete it and the job's last evaluation")
+    have = {s: saved["features"][s].double().numpy() for s in specs if s in saved["features"]}
+    if len(have) < 1 or len({len(f) for f in have.values()}) != 1:
+        return {}
+    ref = bootstrap.Reference(
+        mu=saved["reference"]["mu"].double().numpy(),
+        sigma=saved["reference"]["sigma"].double().numpy(),
+    )
+    return bootstrap.summary(have, ref, seed=job.seed)
 
 
 def _num(x) -> float:
@@ -307,6 +340,7 @@ def summarise(
     ``threshold``, on the curve's FIDs, one sample count), the curves, and ``extra`` (the job's
     group and ratio, or its backbone)."""
     p = job.protocol
+    boot = final_bootstrap(job, list(job.objectives))
     rows = []
     for spec in job.objectives:
         mine = sorted((r for r in evals if r["objective"] == spec), key=lambda r: int(r["step"]))
@@ -336,4 +370,11 @@ def summarise(
                 "steps": job.train.steps,
             }
         )
+        if spec in boot:  # the final FID's bootstrap SE, and paired against the job's others
+            rows[-1].update(
+                fid_se_parts=rows[-1]["fid_se"],
+                fid_se=boot[spec]["fid_se"],
+                fid_se_method="bootstrap",
+                paired_se=boot[spec]["paired_se"],
+            )
     return rows
