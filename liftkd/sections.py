@@ -239,8 +239,8 @@ class DistillConfig:
     # (liftkd.measure.evaluation.fid_with_se)
     fid_parts: Annotated[int, Field(ge=2)] = 4
     eval_ddim_steps: Count = 25
-    # converged (liftkd.measure.rules.convergence): the samples are recognisable and the last
-    # converged_evals FIDs move by less than max(2 standard errors, converged_within)
+    # converged (liftkd.measure.rules.convergence): the samples are recognisable and the trend of
+    # the last converged_evals FIDs is shown (at 2 SE) to move by less than converged_within
     converged_within: Share = 0.05
     converged_evals: Annotated[int, Field(ge=2)] = 3
     probe_timesteps: tuple[Index, ...] = (100, 500, 900)

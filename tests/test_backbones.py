@@ -424,9 +424,9 @@ def test_a_diverged_student_is_recorded_while_the_other_trains_on(smoke, tmp_pat
     assert [int(d) for d in result.ema.diverged_at] == [-1, 0]
     assert all(math.isfinite(h["bksdm/loss"]) for h in result.history)
     evals = [
-        {"objective": o, "step": s, "fid": f, "fid_se": 1.0, "fid_final": f, "n_final": 60}
+        {"objective": o, "step": s, "fid": f, "fid_se": 0.2, "fid_final": f, "n_final": 60}
         for o in cfg.objectives
-        for s, f in ((0, 900.0), (2, 50.0), (4, 48.0 if o == "bksdm" else math.nan))
+        for s, f in ((0, 900.0), (2, 48.2), (4, 48.0 if o == "bksdm" else math.nan))
     ]
     rows = kd_job.summarise(job, evals, 1000.0, job.labels())
     assert [r["status"] for r in rows] == ["converged", "diverged"]

@@ -37,10 +37,12 @@ SMOKE_METRICS = {
 FID_REL, LOSS_REL = 0.02, 0.01
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """One make reproduce on the smoke profile from an empty folder, shared by this file's
-    end-to-end checks (each leaves the run as it found it): (make command, run folder, figures)."""
+    end-to-end checks (each leaves the run as it found it): (make command, run folder, figures).
+    Session-wide: under xdist the tests that use it share one worker (their xdist_group) but
+    need not run one after the other there, and a module fixture would be made twice."""
     root = tmp_path_factory.mktemp("smoke")
     run_dir, figures = root / "run", root / "figures"
     # one torch thread per notebook on any machine: the pinned metrics depend on it
@@ -83,8 +85,13 @@ def test_smoke_profile_end_to_end(smoke_run, tmp_path, python):
         assert {row["status"] for row in res["rows"]} <= {
             "converged",
             "still changing",
+            "undetermined",
             "does not generate",
         }
+        # the final FIDs' SEs: a joint bootstrap of the job's final images, paired
+        for row in res["rows"]:
+            assert row["fid_se_method"] == "bootstrap" and row["fid_se"] > 0
+            assert set(row["paired_se"]) == set(res["objectives"]) - {row["objective"]}
         steps = sorted({e["step"] for e in res["evals"]})
         assert steps == [0, *res["eval_steps"]]
         assert res["student_costs"]["params"] < res["teacher_params"]
@@ -107,6 +114,11 @@ def test_smoke_profile_end_to_end(smoke_run, tmp_path, python):
         == 7
     )
     assert (figures / "05_fid_table.md").exists() and (figures / "05_fid_vs_ratio.png").exists()
+    assert (figures / "05_paired_differences.png").stat().st_size > 1000
+    # one file of results: the verdicts, then the tables they were decided from
+    assert (
+        "## The tables behind the verdicts" in claims and "(files: `07_latent_table.md`" in claims
+    )
     timings = (run_dir / "timings.txt").read_text()
     assert all(f"04_distill {job} (smoke)" in timings for job in jobs)
     # claim 7's two backbones ran inside make reproduce, and row 7 is decided from them

@@ -5,11 +5,15 @@ each student its status by them.
 - **Recognisable** (:func:`recognisable_threshold`): a student's samples count as images of the
   data when its FID is below that of the blurred held-out images (two 3x3 box blurs), one of the
   two bad generators notebook 00 scores. Above it, a student "does not generate".
-- **Converged** (:func:`convergence`): recognisable, and each of the last ``last`` (3) FIDs is
-  within max(``n_se`` (2) combined standard errors, ``within`` (5%) of the last FID) of the last.
+- **Converged** (:func:`convergence`): recognisable, and the trend of the last ``last`` (3) FIDs
+  (a weighted line through them, :func:`trend`) is shown flat: the change it implies over those
+  evaluations stays within ``within`` (5%) of the last FID even at ``n_se`` (2) standard errors.
+  "Still changing" when the change is beyond that tolerance even at ``n_se`` SEs; "undetermined"
+  when the noise is too large to tell.
 - **A win** (:func:`compare`): FID ``a`` beats ``b`` only when, on every seed, ``b - a`` exceeds
-  ``n_se`` (2) times the combined standard error ``sqrt(se_a^2 + se_b^2)`` of that seed's two final
-  FIDs; otherwise the two are "within noise". A diverged student loses to one that did not.
+  ``n_se`` (2) standard errors of the difference (:func:`diff_se`: the bootstrap's paired SE for
+  two students of one job, else ``sqrt(se_a^2 + se_b^2)``, an upper bound); otherwise the two
+  are "within noise". A diverged student loses to one that did not.
 - **Stable**: no evaluation raises FID by more than ``tol_curve`` (10%) over the one before, and
   the student did not diverge.
 """
@@ -20,7 +24,7 @@ import math
 import statistics
 
 RECOGNISABLE = "blurred_holdout"  # the reference point (notebook 00) that bounds "recognisable"
-N_SE = 2.0  # a difference counts when it exceeds this many combined standard errors
+N_SE = 2.0  # a difference, or a trend, counts when it exceeds this many standard errors
 
 
 def recognisable_threshold(reference_points: dict) -> float:
@@ -43,6 +47,21 @@ def mean_fid(rows: list[dict]) -> tuple[float, float]:
     return statistics.fmean(fids), statistics.stdev(fids) if len(fids) > 1 else 0.0
 
 
+def trend(steps: list[float], fids: list[float], ses: list[float]) -> tuple[float, float]:
+    """The FID change over ``steps`` that a straight line through the evaluations implies, and
+    its standard error: weighted least squares with weights 1 / SE^2 (each point's own sampling
+    error), change = slope x (last step - first step), SE = span / sqrt(sum w (x - mean_w x)^2)."""
+    w = [1.0 / max(se, 1e-9) ** 2 for se in ses]
+    sw = sum(w)
+    x_bar = sum(wi * x for wi, x in zip(w, steps, strict=True)) / sw
+    sxx = sum(wi * (x - x_bar) ** 2 for wi, x in zip(w, steps, strict=True))
+    if sxx <= 0:
+        return math.nan, math.nan
+    slope = sum(wi * (x - x_bar) * y for wi, x, y in zip(w, steps, fids, strict=True)) / sxx
+    span = steps[-1] - steps[0]
+    return slope * span, span / math.sqrt(sxx)
+
+
 def convergence(
     fids: list[float],
     ses: list[float],
@@ -50,23 +69,49 @@ def convergence(
     within: float = 0.05,
     last: int = 3,
     n_se: float = N_SE,
+    steps: list[float] | None = None,
 ) -> str:
-    """A run's status from its FIDs over training (and their standard errors): "diverged" (the
-    last is NaN), "does not generate" (the last is not below ``threshold``), "too few evaluations",
-    "converged" (each of the last ``last`` FIDs within max(n_se combined SE, within x the last)
-    of the last), else "still changing"."""
+    """A run's status from its FIDs over training, their standard errors and their ``steps``
+    (default: evenly spaced). "diverged" (the last is NaN), "does not generate" (the last is not
+    below ``threshold``), "too few evaluations", else the trend of the last ``last`` evaluations
+    (``trend``) against a tolerance of ``within`` x the last FID: "converged" when the change the
+    trend implies is inside the tolerance even at ``n_se`` SEs (shown flat), "still changing"
+    when it is beyond the tolerance even at ``n_se`` SEs (shown moving), "undetermined" when its
+    noise is too large to tell either."""
     if not fids or math.isnan(fids[-1]):
         return "diverged"
     if fids[-1] >= threshold:
         return "does not generate"
     if len(fids) < last:
         return "too few evaluations"
-    f_end, se_end = fids[-1], ses[-1]
-    for f, se in zip(fids[-last:-1], ses[-last:-1], strict=True):
-        allowed = max(n_se * math.hypot(se, se_end), within * f_end)
-        if math.isnan(f) or abs(f - f_end) > allowed:
-            return "still changing"
-    return "converged"
+    xs = list(range(len(fids))) if steps is None else list(steps)
+    window = slice(len(fids) - last, None)
+    f, se, x = fids[window], [nan_of(s) for s in ses[window]], xs[window]
+    if any(math.isnan(v) for v in f + se):
+        return "undetermined"
+    change, change_se = trend(x, f, se)
+    tol = within * fids[-1]
+    if abs(change) - n_se * change_se > tol:
+        return "still changing"
+    if abs(change) + n_se * change_se <= tol:
+        return "converged"
+    return "undetermined"
+
+
+def curve_status(row: dict, threshold: float, within: float, last: int) -> str:
+    """``convergence`` of a results row's curve (``fid_curve``, ``fid_se_curve``: the trained
+    evaluations, step 0, the pruned student, left out): the rule applied to what was measured,
+    so that results saved under an older rule are judged by today's."""
+    se_curve = dict(curve_pairs(row.get("fid_se_curve") or {}))
+    pairs = [(k, v) for k, v in curve_pairs(row["fid_curve"]) if k > 0]
+    return convergence(
+        [v for _, v in pairs],
+        [se_curve.get(k, math.nan) for k, _ in pairs],
+        threshold,
+        within,
+        last,
+        steps=[k for k, _ in pairs],
+    )
 
 
 def diff_se(a: dict, b: dict) -> float:
@@ -116,3 +161,15 @@ def stable(curve: dict, tol_curve: float = 0.10) -> bool:
     if not fids or any(math.isnan(f) for f in fids):
         return False
     return all(b <= a * (1 + tol_curve) for a, b in zip(fids, fids[1:], strict=False))
+
+
+def restatus(rows: list[dict], threshold: float, within: float, last: int) -> list[dict]:
+    """The rows with each status judged again from its curve by today's convergence rule
+    (``rules.curve_status``): the rule, not the code that wrote the file, decides. A diverged
+    student stays diverged."""
+    return [
+        r
+        if r.get("status") == "diverged"
+        else {**r, "status": curve_status(r, threshold, within, last)}
+        for r in rows
+    ]

@@ -448,7 +448,14 @@ def final_fids(rows: list[dict], path, title: str, reference: float | None = Non
     labels = list(dict.fromkeys(df["objective"]))
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels)), 3.8))
     sns.stripplot(
-        data=df, x="objective", y="fid", hue="seed", order=labels, dodge=True, size=6, ax=ax
+        data=df,
+        x="objective",
+        y="fid",
+        hue="seed",
+        order=labels,
+        dodge=df["seed"].nunique() > 1,
+        size=6,
+        ax=ax,
     )
     sns.pointplot(
         data=df,
@@ -515,7 +522,7 @@ def paired_differences(rows: list[dict], baseline: str, path, title: str):
         order=labels,
         estimator="mean",
         errorbar=("pi", 100),
-        dodge=0.4,
+        dodge=0.4 if long["seed"].nunique() > 1 else False,  # seaborn divides by levels - 1
         linestyle="none",
         capsize=0.1,
         ax=ax,

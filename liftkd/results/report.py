@@ -13,7 +13,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from liftkd.measure.rules import mean_fid
+from liftkd.measure.rules import mean_fid, restatus
 from liftkd.runs import load_torch
 from liftkd.stages.kd_job import FINAL_SAMPLES
 from liftkd.stages.sweep.jobs import check_result_settings, job_dir, plan
@@ -98,13 +98,31 @@ def load_jobs(folder: str | Path, profile=None) -> list[dict]:
     return jobs
 
 
-def student_rows(jobs: list[dict]) -> list[dict]:
-    """One row per trained student, with its job's costs."""
+def student_rows(jobs: list[dict], profile=None) -> list[dict]:
+    """One row per trained student, with its job's costs; with ``profile``, statuses by
+    today's rule (``restatus``, the profile's thresholds, the job's recognisable threshold)."""
     out = []
     for job in jobs:
-        for row in job["rows"]:
-            out.append({**row, "macs": job["student_costs"]["macs"]})
+        rows = [{**row, "macs": job["student_costs"]["macs"]} for row in job["rows"]]
+        if profile is not None:
+            d = profile.distill
+            threshold = job["reference"]["recognisable"]
+            rows = restatus(rows, threshold, d.converged_within, d.converged_evals)
+        out += rows
     return out
+
+
+def backbone_markdown(results: dict | None, kd, title: str) -> str | None:
+    """The table of a DiT or latent path's students (notebook 06 or 07's ``results``) with
+    statuses by today's rule and the path's thresholds (``kd``: its ``BackboneKDConfig``); None
+    when the path has not run."""
+    from liftkd.results.plots import markdown_table
+
+    if results is None:
+        return None
+    threshold = results["reference"]["recognisable"]
+    rows = restatus(results["rows"], threshold, kd.converged_within, kd.converged_evals)
+    return markdown_table(table(rows, group=None, columns=BACKBONE_COLUMNS), title)
 
 
 def table(rows: list[dict], group: str | None = "main", columns=None) -> list[dict]:
@@ -264,8 +282,15 @@ def all_labels(jobs: list[dict]) -> dict[str, str]:
     return {spec: lab for job in jobs for spec, lab in job["labels"].items()}
 
 
-def read_table(path: str | Path) -> str | None:
-    """A Markdown table another notebook wrote (``plots.write_table``), or None when that
-    notebook has not run."""
-    path = Path(path)
-    return path.read_text() if path.exists() else None
+def backbone_tables(backbones: dict, profile) -> dict[str, str | None]:
+    """``backbone_markdown`` of the DiT and latent paths (``backbones``: notebook 05's results by
+    name, None for a path not run), keyed by their tables' file stems."""
+    paths = (("dit", "06_dit", profile.dit_kd.kd), ("latent", "07_latent", profile.latent.kd))
+    return {
+        f"{stem}_table": backbone_markdown(
+            backbones.get(name),
+            kd,
+            f"{name} path (notebook {stem[:2]}): final FIDs, statuses by today's rule",
+        )
+        for name, stem, kd in paths
+    }

@@ -13,7 +13,7 @@ protocol every job follows:
   images (the final FID, whose first images are the curve's);
 - every FID carries a standard error (``liftkd.measure.evaluation.fid_with_se``); the probe's coarse
   share of the KD error is measured where the backbone gives probe inputs;
-- a student's status comes from the convergence rule of ``liftkd.results.claims`` with the protocol's
+- a student's status comes from the convergence rule of ``liftkd.measure.rules`` with the protocol's
   thresholds.
 
 A job writes ``job.folder``: the training checkpoint and EMA snapshots (``liftkd.training.distill``),
@@ -355,7 +355,14 @@ def summarise(
                 "seed": job.seed,
                 "objective": spec,
                 "label": labels[spec],
-                "status": convergence(fids, ses, threshold, p.converged_within, p.converged_evals),
+                "status": convergence(
+                    fids,
+                    ses,
+                    threshold,
+                    p.converged_within,
+                    p.converged_evals,
+                    steps=[int(r["step"]) for r in trained],
+                ),
                 "fid": _num(last.get("fid_final")),
                 "fid_se": _num(last.get("fid_final_se")),
                 "n_final": int(_num(last.get("n_final")) or 0) if last else 0,
