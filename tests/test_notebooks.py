@@ -159,24 +159,23 @@ def test_smoke_profile_end_to_end(smoke_run, tmp_path, python):
     assert (run_dir / "timings.txt").read_text() == timings
 
     # a job that did not finish (its results missing) is the only one run again, and its
-    # training and evaluations are found on disk, not redone
-    (run_dir / "distill" / "main_r0.9_s0" / "results.json").unlink()
-    evals = (run_dir / "distill" / "main_r0.9_s0" / "evals.csv").read_text()
-    redo = subprocess.run([*make, "reproduce"], cwd=REPO, capture_output=True, text=True)
-    assert redo.returncode == 0, redo.stderr[-4000:]
-    added = (run_dir / "timings.txt").read_text()[len(timings) :]
-    assert "04_distill main_r0.9_s0" in added and "main_r0.5_s0" not in added
-    assert "0 steps run now" in redo.stdout + redo.stderr
-    assert (run_dir / "distill" / "main_r0.9_s0" / "evals.csv").read_text() == evals
-
-    # the README's one-job target keeps what it made (make used to delete results.json as an
-    # intermediate file at the end, so the job counted as unfinished and export refused it)
+    # training and evaluations are found on disk, not redone; the README's one-job target keeps
+    # what it made (make used to delete results.json as an intermediate file at the end, so the
+    # job counted as unfinished and export refused it)
     results = run_dir / "distill" / "main_r0.9_s0" / "results.json"
     results.unlink()
+    evals = (run_dir / "distill" / "main_r0.9_s0" / "evals.csv").read_text()
     one = subprocess.run([*make, "distill-main_r0.9_s0"], cwd=REPO, capture_output=True, text=True)
     assert one.returncode == 0, one.stderr[-4000:]
+    added = (run_dir / "timings.txt").read_text()[len(timings) :]
+    assert "04_distill main_r0.9_s0" in added and "main_r0.5_s0" not in added
+    assert "0 steps run now" in one.stdout + one.stderr
     assert results.exists() and "rm " not in one.stdout + one.stderr
     assert (run_dir / "distill" / "main_r0.9_s0" / "evals.csv").read_text() == evals
+    # make reproduce would now run notebook 05 alone (it reads the job's new results.json)
+    plan = subprocess.run([*make, "-n", "reproduce"], cwd=REPO, capture_output=True, text=True)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert set(re.findall(r"notebooks/(\w+)\.ipynb", plan.stdout)) == {"05_results"}
 
     # the finished sweep asked for with other settings: refused before anything runs, not
     # "up to date" (and notebook 05 then mixing the old jobs in)
@@ -205,17 +204,19 @@ def _unlabelled_folder(path, n=300):
 @pytest.mark.slow
 def test_an_unlabelled_image_folder_runs_offline(tmp_path):
     """A user's folder of images without classes, through the notebooks where labels matter: the
-    autoencoder's features stand in for the classifier's (00), the tables say which features
-    their FIDs are on (02; the sweep's and the claims' label comes from the same
-    ``evaluation.features_label``), and the DiT is unconditional (06). The rest of the pipeline
-    reads no labels; the smoke run covers it."""
+    autoencoder's features stand in for the classifier's (00), every table's features label
+    says so (``evaluation.features_label``, which 02's tables, the sweep's reference and the
+    claims' header print), and the DiT is unconditional (06). The rest of the pipeline reads no
+    labels; the smoke run covers it."""
+    from liftkd.config import resolve_profile
+    from liftkd.measure.evaluation import features_label
+
     images = _unlabelled_folder(tmp_path / "my_images")
     run_dir, figures = tmp_path / "run", tmp_path / "figures"
     overrides = f"{{data.name: folder, data.path: {images}}}"
     done = subprocess.run(
-        ["make", "--no-print-directory", "-j2", "PROFILE=smoke", "RUN_NAME=mine"]
-        + [f"RUN_DIR={run_dir}", f"FIGURES={figures}", f"OVERRIDES={overrides}"]
-        + [f"{run_dir}/02_pruning.ipynb", f"{run_dir}/06_dit.ipynb"],
+        ["make", "--no-print-directory", "PROFILE=smoke", "RUN_NAME=mine"]
+        + [f"RUN_DIR={run_dir}", f"FIGURES={figures}", f"OVERRIDES={overrides}", "dit"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -224,8 +225,8 @@ def test_an_unlabelled_image_folder_runs_offline(tmp_path):
     fx = json.loads((figures / "00_feature_extractor.json").read_text())["results"]
     assert fx["extractor"]["kind"] == "autoencoder" and fx["extractor"]["holdout_mse"] < 1.0
     assert fx["floor"]["fid"] < fx["reference_points"]["uniform_noise"]["fid"]
-    table = (figures / "02_fid_before_finetuning.md").read_text()
-    assert "autoencoder features" in table and "classifier features" not in table
+    profile = resolve_profile("smoke", overrides)
+    assert features_label(profile, run_dir) == "autoencoder features"
     # unlabelled images: the DiT path trains a one-class (unconditional) DiT
     dit = json.loads((figures / "06_dit.json").read_text())["results"]
     assert dit["student"]["classes"] == 1 and all(r["fid"] > 0 for r in dit["rows"])
