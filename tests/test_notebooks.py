@@ -39,10 +39,8 @@ FID_REL, LOSS_REL = 0.02, 0.01
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
-    """One make reproduce on the smoke profile from an empty folder, shared by this file's
-    end-to-end checks (each leaves the run as it found it): (make command, run folder, figures).
-    Session-wide: under xdist the tests that use it share one worker (their xdist_group) but
-    need not run one after the other there, and a module fixture would be made twice."""
+    """One make reproduce on the smoke profile from an empty folder: (make command, run folder,
+    figures)."""
     root = tmp_path_factory.mktemp("smoke")
     run_dir, figures = root / "run", root / "figures"
     # one torch thread per notebook on any machine: the pinned metrics depend on it
@@ -57,10 +55,12 @@ def smoke_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("smoke_run")  # one worker runs every test of the shared run
+@pytest.mark.longest
 def test_smoke_profile_end_to_end(smoke_run, tmp_path, python):
     """make reproduce on the smoke profile: every notebook, the sweep two jobs at a time; then a
-    rerun does nothing, and a job whose results are missing is the only one redone."""
+    rerun does nothing, and a job whose results are missing is the only one redone; then the
+    DiT and latent paths of the same run (one test, so that one worker runs both on the one
+    shared run: pytest-xdist's xdist_group did not keep them together here)."""
     make, run_dir, figures = smoke_run
 
     fx = json.loads((figures / "00_feature_extractor.json").read_text())
@@ -189,6 +189,8 @@ def test_smoke_profile_end_to_end(smoke_run, tmp_path, python):
     assert changed.returncode != 0 and "train.steps: 20 -> 40" in changed.stderr, changed.stderr
     assert (run_dir / "timings.txt").read_text() == before
 
+    _dit_and_latent_paths_run_alone_and_resume(smoke_run, tmp_path, python)
+
 
 def _unlabelled_folder(path, n=300):
     """sklearn's 8x8 digits written as PNG files in one flat folder: no class sub-folders."""
@@ -232,9 +234,7 @@ def test_an_unlabelled_image_folder_runs_offline(tmp_path):
     assert dit["student"]["classes"] == 1 and all(r["fid"] > 0 for r in dit["rows"])
 
 
-@pytest.mark.slow
-@pytest.mark.xdist_group("smoke_run")
-def test_dit_and_latent_paths_run_alone_and_resume(smoke_run, tmp_path, python):
+def _dit_and_latent_paths_run_alone_and_resume(smoke_run, tmp_path, python):
     """The DiT and latent paths of the smoke run: both to their results (two objectives, two
     seeds each, with standard errors, versions and commit); make dit latent from an empty folder
     plans only notebooks 00, 06 and 07; a rerun of 06 finds its training and evaluations on disk;
