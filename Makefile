@@ -157,15 +157,16 @@ tutorial: $(STAMP) ## the notebook that teaches the moment decomposition, run in
 		-p RUN_DIR $(TUTORIAL_DIR) -p FIGURES_DIR $(TUTORIAL_DIR)/figures
 
 # two pytest workers: most tests wait on a subprocess or a notebook's imports, so two share the
-# cores well (the smoke run's checks are one test, on one worker)
+# cores well. worksteal: while one worker runs the smoke run's checks (one long test, started
+# first), the other takes the tests queued behind it
 TEST_WORKERS ?= 2
 test: $(STAMP) ## ruff (lint, format) and every test, the smoke profile end to end included (what CI runs)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -n $(TEST_WORKERS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 unit: $(STAMP) ## the fast tests alone (no command, notebook or training of more than a second)
-	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) -q
+	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist worksteal -q
 
 bench: $(STAMP) ## benchmarks: objective cost per KD step, student sampling latency (figures/bench/)
 	$(PY) -m liftkd.measure.bench --out figures/bench
