@@ -133,11 +133,20 @@ def validate(profile: Profile | dict) -> Profile:
 def validate_recorded(tree: dict) -> Profile:
     """A profile as a results file or a run folder recorded it, brought up to today's sections
     and checked: results written before ``distill.train.steps`` became empty recorded the value
-    it held then (never read: ``distill.steps`` gives each ratio's steps)."""
+    it held then (never read: ``distill.steps`` gives each ratio's steps); results written
+    before the bootstrap SEs recorded ``fid_parts`` (the old SE's split, gone)."""
     distill = dict(tree.get("distill") or {})
+    distill.pop("fid_parts", None)
     if isinstance(distill.get("train"), dict):
         distill["train"] = {**distill["train"], "steps": None}
-        tree = {**tree, "distill": distill}
+    tree = {**tree, "distill": distill} if "distill" in tree else dict(tree)
+    for path in ("dit_kd", "latent"):
+        section = tree.get(path)
+        if isinstance(section, dict) and isinstance(section.get("kd"), dict):
+            tree[path] = {
+                **section,
+                "kd": {k: v for k, v in section["kd"].items() if k != "fid_parts"},
+            }
     return validate(tree)
 
 

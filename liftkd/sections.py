@@ -235,9 +235,6 @@ class DistillConfig:
     evaluations: Count = 6  # evenly spaced over training, the last at the end
     eval_samples: Samples = 500  # images per FID during training
     final_samples: Samples = 2000  # images per FID at the last evaluation
-    # every FID's standard error: the images split into this many parts, scored apart
-    # (liftkd.measure.evaluation.fid_with_se)
-    fid_parts: Annotated[int, Field(ge=2)] = 4
     eval_ddim_steps: Count = 25
     # converged (liftkd.measure.rules.convergence): the samples are recognisable and the trend of
     # the last converged_evals FIDs is shown (at 2 SE) to move by less than converged_within
@@ -246,6 +243,24 @@ class DistillConfig:
     probe_timesteps: tuple[Index, ...] = (100, 500, 900)
     probe_images: Count = 128  # held-out images for the coarse/fine shares over training
     seeds: tuple[Seed, ...] = (0,)
+    ablation_seeds: tuple[Seed, ...] | None = None  # the ablation job's seeds (None: seeds)
+    # the authors' DDPM recipe beside this scale's: these objectives trained at ablation_ratio
+    # (job group "authors") with authors_train, students' dropout authors_dropout; () no such job
+    authors_objectives: tuple[str, ...] = ()
+    authors_train: TrainConfig = TrainConfig(
+        steps=None,
+        batch_size=32,
+        optimizer="adam",
+        lr=2e-4,
+        lr_min=2e-4,
+        warmup_steps=0,
+        ema_decay=0.9999,
+        antithetic=True,
+        clip="model",
+        checkpoint_every=125,
+    )
+    authors_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    authors_seeds: tuple[Seed, ...] | None = None  # None: seeds
     # every so many steps, the gradient each objective term puts on eS (liftkd.method.diagnostics); 0: off
     diagnose_every: Index = 25
     # dropout of the students in training (None: the teacher's, as pruned); the authors use 0.1
@@ -264,6 +279,21 @@ class DistillConfig:
             )
         if not self.seeds:
             raise SettingsError("distill.seeds is empty: give at least one training seed")
+        for name in ("ablation_seeds", "authors_seeds"):
+            if getattr(self, name) == ():
+                raise SettingsError(
+                    f"distill.{name} is empty: give a seed, or null for distill.seeds"
+                )
+        if self.authors_objectives and self.ablation_ratio not in self.ratios:
+            raise SettingsError(
+                f"distill.ablation_ratio {self.ablation_ratio} is not one of distill.ratios "
+                f"{self.ratios}: the authors' recipe trains as long as the main job of its ratio"
+            )
+        if self.authors_train.steps is not None:
+            raise SettingsError(
+                f"distill.authors_train.steps = {self.authors_train.steps} would not be read: "
+                f"the authors' recipe trains distill.steps of distill.ablation_ratio"
+            )
         if self.train.steps is not None:
             raise SettingsError(
                 f"distill.train.steps = {self.train.steps} would not be read: each ratio trains "
@@ -281,18 +311,12 @@ class DistillConfig:
 
 def check_measuring(cfg, prefix: str) -> None:
     """The checks every KD job's measuring settings share (``distill`` and the DiT and latent
-    paths' ``kd``): convergence judged on evaluations that exist, every FID part big enough."""
+    paths' ``kd``): convergence judged on evaluations that exist."""
     if cfg.converged_evals > cfg.evaluations:
         raise SettingsError(
             f"{prefix}converged_evals {cfg.converged_evals} is above {prefix}evaluations "
             f"{cfg.evaluations}: convergence is judged on the last evaluations of a run"
         )
-    for name in ("eval_samples", "final_samples"):
-        if getattr(cfg, name) < PART_IMAGES * cfg.fid_parts:
-            raise SettingsError(
-                f"{prefix}{name} {getattr(cfg, name)} is below {PART_IMAGES} x {prefix}fid_parts "
-                f"({cfg.fid_parts}): every part needs at least {PART_IMAGES} images"
-            )
 
 
 @dataclass(frozen=True)
@@ -306,7 +330,6 @@ class BackboneKDConfig:
     evaluations: Count = 4  # evenly spaced over training, the last at the end
     eval_samples: Samples = 500
     final_samples: Samples = 2000
-    fid_parts: Annotated[int, Field(ge=2)] = 4
     ddim_steps: Count = 25
     # converged (liftkd.measure.rules.convergence), as the sweep's distill.converged_*
     converged_within: Share = 0.05
@@ -432,11 +455,11 @@ class Profile:
 
 def _check_step_counts(profile: Profile) -> None:
     """Every training section states its steps, but the sweep's (``distill.steps`` gives each
-    ratio's, so ``distill.train.steps`` stays empty)."""
+    ratio's, so ``distill.train.steps`` and ``distill.authors_train.steps`` stay empty)."""
 
     def walk(value: Any, path: str):
         if isinstance(value, TrainConfig):
-            if value.steps is None and path != "distill.train":
+            if value.steps is None and path not in ("distill.train", "distill.authors_train"):
                 raise SettingsError(
                     f"setting '{path}.steps' = None: Input should be a valid integer (the steps "
                     "to train)"

@@ -1,12 +1,11 @@
 """The capacity floor (from-scratch students) and the standard error every FID carries."""
 
-import math
-import statistics
-
+import numpy as np
+import pytest
 import torch
 
 from liftkd.config import get_profile
-from liftkd.measure import evaluation
+from liftkd.measure import bootstrap, evaluation
 from liftkd.stages import capacity
 from tests.conftest import smoke_pair
 
@@ -28,24 +27,37 @@ def test_from_scratch_keeps_the_shapes_and_draws_new_weights():
     assert a(x, torch.tensor([1, 500])).sample.shape == x.shape
 
 
-def test_fid_standard_error_from_the_parts(monkeypatch):
-    # stand-ins whose "FID" of a set is its mean pixel value: the parts are known in advance
+def test_fid_standard_error_is_the_bootstrap_over_the_images(monkeypatch):
+    # stand-ins: each image's "features" are 8 seeded normals shifted by its mean pixel value,
+    # the reference N(0, I); the SE is the bootstrap's and, away from FID 0, falls as
+    # 1/sqrt(images)
     def fake_score(profile, run_dir, images, reference=None):
         return {"fid": float(images.float().mean()), "kid": 0.0, "kid_std": 0.0}
 
-    def fake_parts(profile, run_dir, images, parts):
-        size = len(images) // parts
-        return [float(images[i * size : (i + 1) * size].float().mean()) for i in range(parts)]
+    def fake_features(profile, run_dir, images):
+        g = torch.Generator().manual_seed(len(images))
+        feats = (
+            torch.randn(len(images), 8, generator=g) + images.float().mean(dim=(1, 2, 3))[:, None]
+        )
+        return feats, {"mu": torch.zeros(8), "sigma": torch.eye(8)}
 
     monkeypatch.setattr(evaluation, "score", fake_score)
-    monkeypatch.setattr(evaluation, "fid_parts", fake_parts)
-    images = torch.cat([torch.full((3, 1, 2, 2), v, dtype=torch.uint8) for v in (10, 20, 40, 50)])
-    out = evaluation.fid_with_se(None, None, images, parts=4)
-    assert out["fid"] == 30.0 and "kid_std" not in out
-    assert math.isclose(out["fid_se"], statistics.stdev([10, 20, 40, 50]) / 2)
-    # identical parts: no sampling error
-    same = torch.full((8, 1, 2, 2), 7, dtype=torch.uint8)
-    assert evaluation.fid_with_se(None, None, same, parts=2)["fid_se"] == 0.0
+    monkeypatch.setattr(evaluation, "fid_features", fake_features)
+    images = torch.ones(400, 1, 2, 2, dtype=torch.uint8)  # features shifted by 1: FID about 8
+    out = evaluation.fid_with_se(None, None, images)
+    assert out["fid"] == 1.0 and "kid_std" not in out
+    feats, _ = fake_features(None, None, images)
+    ref = bootstrap.Reference(mu=np.zeros(8), sigma=np.eye(8))
+    assert out["fid_se"] == pytest.approx(bootstrap.fid_se(feats.double().numpy(), ref))
+    four_times = evaluation.fid_with_se(None, None, torch.ones(1600, 1, 2, 2, dtype=torch.uint8))
+    assert 0.35 < four_times["fid_se"] / out["fid_se"] < 0.65  # 1/sqrt(4) = 0.5
+    # identical images: no sampling error
+    monkeypatch.setattr(
+        evaluation,
+        "fid_features",
+        lambda p, r, im: (torch.ones(len(im), 8), {"mu": torch.zeros(8), "sigma": torch.eye(8)}),
+    )
+    assert evaluation.fid_with_se(None, None, images)["fid_se"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_the_highest_generating_ratio_is_read_against_the_threshold(monkeypatch):

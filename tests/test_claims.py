@@ -2,6 +2,8 @@
 
 import math
 
+import pytest
+
 from liftkd.measure import rules
 from liftkd.results import claims, report
 
@@ -171,6 +173,24 @@ def test_a_win_needs_twice_the_combined_standard_error_on_every_seed():
     # a diverged seed loses
     assert rules.compare([_seed(math.nan, 0.0)], [_seed(120.0, 1.0)]) == 1
     assert rules.compare([_seed(math.nan, 0.0)], [_seed(math.nan, 0.0)]) == 0
+
+
+def test_a_win_also_needs_the_seed_level_test():
+    """Three seeds, each a win beyond 2 SE of its difference: the seed-level t (mean difference
+    over its SE over seeds, against Student's t at 95%, 2 degrees of freedom: 4.30) decides."""
+    a = [_seed(100.0, 0.5, s) for s in range(3)]
+    steady = [_seed(100.0 + d, 0.5, s) for s, d in enumerate((3.0, 3.1, 3.2))]
+    assert rules.compare(a, steady) == -1 and rules.compare(steady, a) == 1
+    # every seed beyond 2 SE, but one seed's gap ten times the others': t = 1.34, not a win
+    erratic = [_seed(100.0 + d, 0.5, s) for s, d in enumerate((3.0, 3.1, 30.0))]
+    evidence = rules.comparison(a, erratic)
+    assert [p["sign"] for p in evidence["per_seed"]] == [-1, -1, -1]
+    assert evidence["seed_test"] == 0 and evidence["outcome"] == 0
+    assert evidence["mean"] == pytest.approx(-12.0333, abs=1e-3)
+    # either side of the critical value 4.30
+    assert rules.seed_test([-1.0, -1.0, -1.9]) == -1  # t = 4.33
+    assert rules.seed_test([-1.0, -1.0, -2.0]) == 0  # t = 4.0
+    assert rules.seed_test([-1.0]) is None
 
 
 def test_convergence_rule_on_each_side_of_its_thresholds():

@@ -35,7 +35,7 @@ def _backbone(p, teacher, student, calls):
 def fake_scores(monkeypatch):
     """FID is the images' mean value and its SE their count: what was scored is visible."""
 
-    def fid_with_se(profile, run_dir, images, parts):
+    def fid_with_se(profile, run_dir, images):
         fid = float(images.float().mean())
         return {"fid": fid, "kid": 0.0, "precision": 1.0, "recall": 1.0, "fid_se": len(images)}
 

@@ -12,7 +12,7 @@ from liftkd.measure.feature_extractor import (
     train_autoencoder,
     train_classifier,
 )
-from liftkd.measure.metrics import fid_of_parts, fidelity, macs_per_image
+from liftkd.measure.metrics import fidelity, macs_per_image
 from liftkd.models.presets import build_unet
 
 
@@ -44,16 +44,6 @@ def test_fid_orders_real_blur_and_noise(digits_and_classifier):
     assert real["fid"] < bad["fid"] and real["precision"] > bad["precision"]
     same = fidelity(train.images, train.images, "offline", path)
     assert same["fid"] == pytest.approx(0.0, abs=1e-3)
-    # the parts of a standard error: each part's FID as fidelity computes it
-    n = len(holdout.images) // 2
-    parts = fid_of_parts(holdout.images[: 2 * n], train.images, 2, "offline", path)
-    first = fidelity(holdout.images[:n], train.images, "offline", path)["fid"]
-    second = fidelity(holdout.images[n : 2 * n], train.images, "offline", path)["fid"]
-    assert parts == [pytest.approx(first, rel=1e-6), pytest.approx(second, rel=1e-6)]
-    whole = fid_of_parts(holdout.images, train.images, 1, "offline", path)  # cached reference
-    assert whole == [pytest.approx(real["fid"], rel=1e-6)]
-    with pytest.raises(ValueError, match="fewer parts"):
-        fid_of_parts(holdout.images[:5], train.images, 3, "offline", path)
 
 
 def test_fidelity_errors(digits_and_classifier):

@@ -16,21 +16,35 @@ from liftkd.training.distill import KDGroup, KDModule, distill_group
 from tests.conftest import smoke_pair
 
 
-def test_coarse_scale_replaces_n_by_a_constant():
+def test_coarse_scale_is_the_authors_unless_set():
     g = torch.Generator().manual_seed(0)
     eT = torch.randn(3, 2, 8, 8, generator=g)
     eS = 0.7 * eT + 0.2 + 0.3 * torch.randn(3, 2, 8, 8, generator=g)
-    by_n, fine, w = lift_terms(eS, eT)  # n = N = 64 elements per (sample, channel)
+    # LIFT: the authors' constant 32 by default; "n" the 64 elements per (sample, channel)
+    by_default, fine, w = lift_terms(eS, eT)
     by_32, fine32, w32 = lift_terms(eS, eT, coarse_scale=32)
+    by_n, fine_n, w_n = lift_terms(eS, eT, coarse_scale="n")
+    torch.testing.assert_close(by_default, by_32)
     torch.testing.assert_close(by_32, by_n * 32 / 64)
     torch.testing.assert_close(fine32, fine)
+    torch.testing.assert_close(fine_n, fine)
     torch.testing.assert_close(w32, w)
+    # PLACE: K by default, so "n" changes nothing; a constant replaces K
     place_k, _, _ = lift_terms(eS, eT, group_size=16)
+    place_n, _, _ = lift_terms(eS, eT, group_size=16, coarse_scale="n")
     place_1, _, _ = lift_terms(eS, eT, group_size=16, coarse_scale=1)
+    torch.testing.assert_close(place_n, place_k)
     torch.testing.assert_close(place_1, place_k / 16)
-    assert label("lift:coarse_scale=32") == "LIFT (coarse x32)"
-    with pytest.raises(ValueError, match="coarse_scale must be a number above 0"):
-        build_objective("lift", coarse_scale=0)
+    # the objective: default LIFT is the authors' (x32), "n" is labelled
+    out_default = build_objective("lift")(eT, eS, eT)
+    out_32 = build_objective("lift", coarse_scale=32)(eT, eS, eT)
+    torch.testing.assert_close(out_default.total, out_32.total)
+    assert label("lift") == "LIFT"
+    assert label("lift:coarse_scale=n") == "LIFT (coarse xn)"
+    assert label("lift:coarse_scale=8") == "LIFT (coarse x8)"
+    for bad in (0, "m", float("inf")):
+        with pytest.raises(ValueError, match="coarse_scale must be a number above 0 or 'n'"):
+            build_objective("lift", coarse_scale=bad)
 
 
 def test_antithetic_timesteps_pair_t_with_T_minus_1_minus_t():
@@ -173,3 +187,21 @@ def test_the_kd_loop_logs_diagnostics_every_so_many_steps(pair, tmp_path):
     plain = _lift_place_run(pair, tmp_path / "plain")
     for a, b in zip(res.history, plain.history, strict=True):  # measuring changes no step
         assert a["loss"] == b["loss"]
+
+
+def test_the_group_size_rule_for_other_resolutions():
+    """The paper's K = 16 at 64 x 64 keeps 1/256 of a channel per group; the rule keeps that
+    share, never below 4 elements, and the cpu ablations train its K beside the paper's 16."""
+    from liftkd.method.lift import place_group_size
+    from liftkd.method.objectives import parse_spec
+
+    assert place_group_size(64 * 64) == 16
+    assert place_group_size(128 * 128) == 64
+    assert place_group_size(32 * 32) == 4 and place_group_size(16 * 16) == 4
+    assert place_group_size(8 * 8) == 4
+    with pytest.raises(ValueError, match="cannot hold a group of 4"):
+        place_group_size(2)
+    cpu = get_profile("cpu")
+    ks = {parse_spec(s, 16)[1].get("group_size") for s in cpu.distill.ablations}
+    assert place_group_size(cpu.data.resolution**2) in ks
+    assert cpu.distill.group_size == 16  # the paper's K in the main comparison

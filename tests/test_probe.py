@@ -1,5 +1,7 @@
 """The linear probe and the exact coarse/fine split of the KD error."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -77,3 +79,39 @@ def test_group_size_not_dividing_n():
         decompose(eS, eT, group_size=64)
     with pytest.raises(ValueError, match="same"):
         decompose(eS, eT[:, :, :5])
+
+
+class _Affine(torch.nn.Module):
+    """A stand-in model: eps = a(t) * x + c per channel, with diffusers' ``.sample`` output."""
+
+    def __init__(self, a: torch.Tensor, c: torch.Tensor):
+        super().__init__()
+        self.a, self.c = a, c
+
+    def forward(self, x, t):
+        scale = self.a.view(1, -1, 1, 1) * (1 + t.float().view(-1, 1, 1, 1) / 1000)
+        return SimpleNamespace(sample=scale * x + self.c.view(1, -1, 1, 1))
+
+
+def test_offline_correction_recovers_a_known_affine_map_without_the_teacher():
+    """A student off from its teacher by a fixed affine map per channel and timestep: the offline
+    fit finds that map, and the offline-corrected student then predicts the teacher's eps."""
+    from diffusers import DDPMScheduler
+
+    from liftkd.measure import analysis
+
+    teacher = _Affine(torch.tensor([1.0, -0.5]), torch.tensor([0.0, 0.2]))
+    # eS = (eT - b0) / b1 with b1 = 2, b0 = (0.3, -0.1): then eT = b0 + b1 * eS exactly
+    b0, b1 = torch.tensor([0.3, -0.1]), 2.0
+    student = _Affine(teacher.a / b1, (teacher.c - b0) / b1)
+    images = torch.rand(16, 2, 4, 4) * 2 - 1
+    scheduler = DDPMScheduler(num_train_timesteps=1000)
+    coefs = analysis.offline_coefficients(student, teacher, images, scheduler, [10, 500])
+    for t in (10, 500):
+        torch.testing.assert_close(coefs[t][0], b0, atol=1e-5, rtol=0)
+        torch.testing.assert_close(coefs[t][1], torch.full((2,), b1), atol=1e-5, rtol=0)
+    eps_fn = analysis.offline_corrected(student, coefs)
+    x, t = torch.randn(3, 2, 4, 4), torch.full((3,), 500)
+    torch.testing.assert_close(eps_fn(x, t), teacher(x, t).sample, atol=1e-5, rtol=0)
+    with pytest.raises(KeyError, match="no offline coefficients for timestep 20"):
+        eps_fn(x, torch.full((3,), 20))

@@ -23,15 +23,15 @@ from tests.conftest import REPO, smoke_pair
 
 
 def test_cpu_plan_is_the_issue_sweep():
-    """Issue 10: the aggressive ratio (0.8) only, every objective and the ablations (with the
-    authors' LIFT coarse scale), two seeds, six evaluations, 2,000 final samples."""
+    """Issues 10 and 19: the aggressive ratio (0.8) only, every objective on three seeds, the
+    ablations (fixed schedules, K, the coarse norm and scale) and the authors' recipe on two, six
+    evaluations, 2,000 final samples."""
     profile = get_profile("cpu")
     planned = {j.name: j for j in jobs.plan(profile)}
     assert set(planned) == {
-        "main_r0.8_s0",
-        "ablation_r0.8_s0",
-        "main_r0.8_s1",
-        "ablation_r0.8_s1",
+        *(f"main_r0.8_s{s}" for s in (0, 1, 2)),
+        *(f"ablation_r0.8_s{s}" for s in (0, 1)),
+        *(f"authors_r0.8_s{s}" for s in (0, 1)),
     }
     main = planned["main_r0.8_s0"]
     assert main.objectives == (
@@ -47,7 +47,16 @@ def test_cpu_plan_is_the_issue_sweep():
     assert ablation.train == main.train
     assert "lift+place:schedule=none" in ablation.objectives
     assert "lift+place:coarse=l2" in ablation.objectives
-    assert "lift:coarse_scale=32" in ablation.objectives
+    assert {"lift+place:schedule=linear", "lift+place:schedule=cosine"} <= set(ablation.objectives)
+    assert "lift:coarse_scale=n" in ablation.objectives  # the default LIFT is the authors' x32
+    # the authors' recipe: the same batches and steps, their optimiser, EMA, dropout, timesteps
+    authors = planned["authors_r0.8_s0"]
+    assert authors.objectives == ("outkd", "lift+place")
+    assert authors.train.steps == main.train.steps and authors.train.seed == main.train.seed
+    t = authors.train
+    assert (t.optimizer, t.lr, t.lr_min, t.warmup_steps) == ("adam", 2e-4, 2e-4, 0)
+    assert (t.ema_decay, t.antithetic, t.clip, authors.dropout) == (0.9999, True, "model", 0.1)
+    assert main.dropout is None and main.train.optimizer == "adamw"
     ks = {parse_spec(s, 16)[1]["group_size"] for s in ablation.objectives if "place" in s}
     assert ks == {4, 16}
     for job in planned.values():  # checkpoints fall on evaluation steps, the last at the end

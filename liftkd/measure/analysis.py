@@ -12,7 +12,7 @@ import math
 import torch
 from diffusers import DDPMScheduler
 
-from liftkd.method.probe import corrected, decompose, error_map
+from liftkd.method.probe import corrected, decompose, error_map, ols_fit
 from liftkd.training.diffusion import forward_noise
 from liftkd.training.sampling import EpsFn
 
@@ -86,6 +86,47 @@ def probe_corrected(student: torch.nn.Module, teacher: torch.nn.Module) -> EpsFn
 
     def eps_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return corrected(student(x, t).sample, teacher(x, t).sample)
+
+    return eps_fn
+
+
+@torch.no_grad()
+def offline_coefficients(
+    student: torch.nn.Module,
+    teacher: torch.nn.Module,
+    images: torch.Tensor,
+    scheduler: DDPMScheduler,
+    timesteps,
+    seed: int = 0,
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """``{t: (beta0, beta1)}``, one pair per channel of ``eT ~ beta0 + beta1 * eS`` at each
+    timestep, pooled over ``images`` and their pixels: fitted once, offline, on held-out images,
+    the teacher-free control of probe-corrected sampling."""
+    out = {}
+    for t_val in timesteps:
+        eS, eT = predictions(student, teacher, images, scheduler, int(t_val), seed)
+        C = eS.shape[1]
+        x, y = eS.transpose(0, 1).reshape(C, -1), eT.transpose(0, 1).reshape(C, -1)
+        out[int(t_val)] = ols_fit(x, y)
+    return out
+
+
+def offline_corrected(
+    student: torch.nn.Module, coefficients: dict[int, tuple[torch.Tensor, torch.Tensor]]
+) -> EpsFn:
+    """``eps_fn`` that replaces eS by ``beta0(t) + beta1(t) * eS`` with ``offline_coefficients``
+    (no teacher at sampling time: a student could ship with them)."""
+
+    def eps_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        step = int(t.flatten()[0])
+        if step not in coefficients:
+            raise KeyError(
+                f"no offline coefficients for timestep {step}: fit them at the sampler's "
+                f"timesteps (have {sorted(coefficients)[:5]}...)"
+            )
+        b0, b1 = coefficients[step]
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return b0.view(shape) + b1.view(shape) * student(x, t).sample
 
     return eps_fn
 

@@ -79,6 +79,11 @@ def replicates(
     return out
 
 
+def fid_se(features: np.ndarray, ref: Reference, n_boot: int = N_BOOT, seed: int = 0) -> float:
+    """The bootstrap SE of one image set's FID."""
+    return float(np.std(replicates({"x": features}, ref, n_boot, seed)["x"], ddof=1))
+
+
 def summary(
     features: dict[str, np.ndarray], ref: Reference, n_boot: int = N_BOOT, seed: int = 0
 ) -> dict[str, dict]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import statistics
 import time
 from pathlib import Path
 
@@ -21,10 +19,10 @@ import torch
 
 from liftkd.config import Profile
 from liftkd.data import ImageSet, load_splits
+from liftkd.measure import bootstrap
 from liftkd.measure import feature_extractor as fx
 from liftkd.measure.metrics import (
     count_parameters,
-    fid_of_parts,
     fidelity,
     latency_per_image,
     macs_per_image,
@@ -102,16 +100,6 @@ def score(
     return fidelity(images, reference.images, "offline", classifier_path(run_dir))
 
 
-def fid_parts(
-    profile: Profile, run_dir: str | Path, images: torch.Tensor, parts: int
-) -> list[float]:
-    """The FID of each of ``parts`` equal slices of ``images`` against the training split."""
-    reference, _ = load_splits(profile.data)
-    if profile.feature_extractor == "inception":
-        return fid_of_parts(images, reference.images, parts, "inception", profile.inception_weights)
-    return fid_of_parts(images, reference.images, parts, "offline", classifier_path(run_dir))
-
-
 def fid_features(profile: Profile, run_dir: str | Path, images: torch.Tensor):
     """``images``' FID features (a float32 ``(N, D)`` tensor) and the training split's FID
     statistics (``mu``, ``sigma``), on the profile's extractor: what ``liftkd.measure.bootstrap``
@@ -125,13 +113,14 @@ def fid_features(profile: Profile, run_dir: str | Path, images: torch.Tensor):
     return feats.float(), {"mu": ref["mu"], "sigma": ref["sigma"]}
 
 
-def fid_with_se(profile: Profile, run_dir: str | Path, images: torch.Tensor, parts: int) -> dict:
+def fid_with_se(profile: Profile, run_dir: str | Path, images: torch.Tensor) -> dict:
     """The scores of ``images`` (FID, KID, precision, recall) and ``fid_se``, the standard error
-    of their FID: the images split into ``parts`` equal parts, each scored alone; the spread of the
-    parts' FIDs over sqrt(parts) estimates the sampling error of the FID of all of them (variance
-    falls as 1/n; the reference set is fixed and shared by every score)."""
+    of their FID: the bootstrap over the images (``liftkd.measure.bootstrap``, on their features;
+    the reference set is fixed and shared by every score)."""
     out = {k: v for k, v in score(profile, run_dir, images).items() if k != "kid_std"}
-    out["fid_se"] = statistics.stdev(fid_parts(profile, run_dir, images, parts)) / math.sqrt(parts)
+    feats, ref = fid_features(profile, run_dir, images)
+    reference = bootstrap.Reference(mu=ref["mu"], sigma=ref["sigma"])
+    out["fid_se"] = bootstrap.fid_se(feats.double().numpy(), reference)
     return out
 
 

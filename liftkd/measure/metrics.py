@@ -153,30 +153,6 @@ def fid_features(
     return features(generated), _REFERENCE_STATS[key]
 
 
-def fid_of_parts(
-    generated: torch.Tensor,
-    reference: torch.Tensor,
-    parts: int,
-    extractor: str = "offline",
-    weights_path: str | Path | None = None,
-    batch_size: int = 500,
-) -> list[float]:
-    """The FID of each of ``parts`` equal slices of ``generated`` against ``reference``, as
-    ``fidelity`` computes it, with the features of each set extracted once."""
-    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
-
-    size = len(generated) // parts
-    if size < 2:
-        raise ValueError(f"{len(generated)} images make parts of fewer than 2: use fewer parts")
-    mine, ref = fid_features(generated, reference, extractor, weights_path, batch_size)
-    return [
-        fid_statistics_to_metric(
-            fid_features_to_statistics(mine[i * size : (i + 1) * size]), ref, False
-        )["frechet_inception_distance"]
-        for i in range(parts)
-    ]
-
-
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -12,8 +12,10 @@ each student its status by them.
   when the noise is too large to tell.
 - **A win** (:func:`compare`): FID ``a`` beats ``b`` only when, on every seed, ``b - a`` exceeds
   ``n_se`` (2) standard errors of the difference (:func:`diff_se`: the bootstrap's paired SE for
-  two students of one job, else ``sqrt(se_a^2 + se_b^2)``, an upper bound); otherwise the two
-  are "within noise". A diverged student loses to one that did not.
+  two students of one job, else ``sqrt(se_a^2 + se_b^2)``, an upper bound), and, with two seeds
+  or more, the seed-level test agrees (:func:`seed_test`: the mean per-seed difference against
+  its SE over seeds, Student's t at 95%, two-sided); otherwise the two are "within noise". A
+  diverged student loses to one that did not.
 - **Stable**: no evaluation raises FID by more than ``tol_curve`` (10%) over the one before, and
   the student did not diverge.
 """
@@ -126,28 +128,76 @@ def diff_se(a: dict, b: dict) -> float:
     return math.hypot(nan_of(a.get("fid_se", 0.0)), nan_of(b.get("fid_se", 0.0)))
 
 
-def compare(a: list[dict], b: list[dict], n_se: float = N_SE) -> int:
-    """-1 when ``a`` wins (lower FID than ``b`` by more than ``n_se`` standard errors of the
-    difference, ``diff_se``, on every seed both have), +1 when ``b`` wins, 0 when within noise or
-    mixed. A diverged (NaN) seed loses to a finite one; both diverged is a tie."""
+T_LEVEL = 0.05  # the seed-level test's two-sided level
+
+
+def seed_test(differences: list[float], level: float = T_LEVEL) -> int | None:
+    """The seed-level test of per-seed differences FID(a) - FID(b): -1 when their mean is below
+    0 beyond Student's t critical value (n - 1 degrees of freedom, two-sided ``level``) times its
+    SE over seeds, +1 when above, 0 when not; None with fewer than two seeds (no spread to test
+    against)."""
+    from scipy.stats import t as student_t  # scipy comes with scikit-learn and torch-fidelity
+
+    d = [x for x in differences if not math.isnan(x)]
+    if len(d) < 2:
+        return None
+    mean = statistics.fmean(d)
+    se = statistics.stdev(d) / math.sqrt(len(d))
+    critical = float(student_t.ppf(1 - level / 2, len(d) - 1))
+    if se == 0:
+        return 0 if mean == 0 else (-1 if mean < 0 else 1)
+    if mean / se < -critical:
+        return -1
+    if mean / se > critical:
+        return 1
+    return 0
+
+
+def comparison(a: list[dict], b: list[dict], n_se: float = N_SE) -> dict:
+    """``compare``'s evidence: per seed both have, the difference FID(a) - FID(b), its SE
+    (``diff_se``) and sign (-1: a better beyond ``n_se`` SE, +1: b better, 0: within); the
+    seed-level mean, SE and test (``seed_test``; None with one seed) of the finite differences;
+    and ``outcome``: -1 when every seed and the seed-level test say a, +1 when they say b, else 0.
+    A diverged (NaN) seed loses to a finite one; both diverged is a tie."""
     ra = {int(r["seed"]): r for r in a}
     rb = {int(r["seed"]): r for r in b}
     seeds = sorted(set(ra) & set(rb))
-    if not seeds:
-        return 0
-    signs = []
+    per_seed = []
     for s in seeds:
         fa, fb = nan_of(ra[s]["fid"]), nan_of(rb[s]["fid"])
         if math.isnan(fa) or math.isnan(fb):
-            signs.append(0 if math.isnan(fa) and math.isnan(fb) else (1 if math.isnan(fa) else -1))
+            sign = 0 if math.isnan(fa) and math.isnan(fb) else (1 if math.isnan(fa) else -1)
+            per_seed.append({"seed": s, "diff": math.nan, "se": math.nan, "sign": sign})
             continue
-        margin = n_se * diff_se(ra[s], rb[s])
-        signs.append(-1 if fb - fa > margin else (1 if fa - fb > margin else 0))
-    if all(x == -1 for x in signs):
-        return -1
-    if all(x == 1 for x in signs):
-        return 1
-    return 0
+        se = diff_se(ra[s], rb[s])
+        margin = n_se * se
+        sign = -1 if fb - fa > margin else (1 if fa - fb > margin else 0)
+        per_seed.append({"seed": s, "diff": fa - fb, "se": se, "sign": sign})
+    diffs = [p["diff"] for p in per_seed if not math.isnan(p["diff"])]
+    level = seed_test(diffs)
+    mean = statistics.fmean(diffs) if diffs else math.nan
+    spread = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
+    signs = [p["sign"] for p in per_seed]
+    outcome = 0
+    for side in (-1, 1):
+        if signs and all(x == side for x in signs) and level in (None, side):
+            outcome = side
+    return {
+        "per_seed": per_seed,
+        "mean": mean,
+        "seed_se": spread,
+        "seed_test": level,
+        "seeds": len(seeds),
+        "outcome": outcome,
+    }
+
+
+def compare(a: list[dict], b: list[dict], n_se: float = N_SE) -> int:
+    """-1 when ``a`` wins (lower FID than ``b`` by more than ``n_se`` standard errors of the
+    difference, ``diff_se``, on every seed both have, and by the seed-level test with two seeds
+    or more), +1 when ``b`` wins, 0 when within noise or mixed (``comparison`` has the evidence).
+    A diverged (NaN) seed loses to a finite one; both diverged is a tie."""
+    return comparison(a, b, n_se)["outcome"]
 
 
 def curve_pairs(curve: dict) -> list[tuple[int, float]]:

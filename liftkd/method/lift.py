@@ -4,12 +4,14 @@ Estimation): the paper's objectives.
 Per fit (one (sample, channel) for LIFT; one group of K difficulty-ranked elements for PLACE),
 with the OLS coefficients of ``liftkd.method.probe``, differentiable in eS:
 
-    L_coarse = sum over fits of (|beta1 - 1| + |beta0|) * n        (n = elements per fit)
+    L_coarse = sum over fits of (|beta1 - 1| + |beta0|) * s        (s: 32 for LIFT, K for PLACE)
     L_fine   = sum over elements of (eT - (b0 + b1 * eS))^2       (b0, b1 detached)
     w        = 1 - min(1, mean|beta1 - 1| + mean|beta0|)          (no gradient; over all fits)
     L_LIFT   = L_coarse + w * L_fine
 
-Sums run over the channels and elements of a sample; the result is averaged over the batch. In
+Sums run over the channels and elements of a sample; the result is averaged over the batch. The
+scale ``s`` is the authors': the constant 32 for LIFT, n = K (the elements per fit) for PLACE;
+``coarse_scale="n"`` gives LIFT the elements per fit too (LIFT is then PLACE with one group). In
 your own diffusers training loop::
 
     from liftkd.method.objectives import build_objective
@@ -39,6 +41,29 @@ from liftkd.method.losses import (
 from liftkd.method.probe import grouped, ols_fit
 
 SCHEDULES = ("adaptive", "none", "linear", "cosine", "sigmoid")
+# the authors' LIFT scales each fit's coarse term by this constant (their PLACE by K)
+LIFT_COARSE_SCALE = 32
+PER_ELEMENT = "n"  # coarse_scale="n": each fit's coarse term scaled by its number of elements
+# the paper's K: 16 elements of a 64 x 64 channel (CelebA), 1/256 of it
+PAPER_GROUP_SIZE, PAPER_CHANNEL_ELEMENTS = 16, 64 * 64
+MIN_GROUP_SIZE = 4  # fewer: an OLS fit of two coefficients leaves a residual of 1 or 0 degrees
+
+
+def place_group_size(elements: int) -> int:
+    """PLACE's K for channels of ``elements`` (H x W) elements, this project's rule for another
+    resolution than the paper's (stated before any run made with it; the paper's K = 16 is
+    reported beside it): keep the paper's share of a channel per group, K / N = 16 / 4096,
+    rounded down to a power of two that divides N, and never below ``MIN_GROUP_SIZE``. At
+    64 x 64 it gives the paper's 16; at 32 x 32 and 16 x 16 it gives 4."""
+    if elements < MIN_GROUP_SIZE:
+        raise ValueError(f"a channel of {elements} elements cannot hold a group of 4")
+    share = PAPER_GROUP_SIZE * elements / PAPER_CHANNEL_ELEMENTS
+    k = MIN_GROUP_SIZE
+    while k * 2 <= share and elements % (k * 2) == 0:
+        k *= 2
+    return k
+
+
 COARSE_NORMS = ("l1", "l2")
 TERMS = ("both", "coarse", "fine")
 
@@ -68,13 +93,13 @@ def lift_terms(
     coarse: str = "l1",
     var_eps: float = 1e-7,
     remainder: str = "error",
-    coarse_scale: float | None = None,
+    coarse_scale: float | str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(L_coarse, L_fine, w_adaptive) of LIFT (``group_size=None``) or PLACE, batch-averaged.
 
-    ``coarse_scale``: the factor of each fit's coarse term; None is n, the elements per fit (this
-    project's choice: LIFT is then PLACE with one group), a number a constant (the authors' LIFT
-    uses 32)."""
+    ``coarse_scale``: the factor of each fit's coarse term. None is the authors': 32 for LIFT,
+    n = K for PLACE; ``"n"`` the elements per fit (for LIFT, H*W: then LIFT is PLACE with one
+    group); a number that constant."""
     if coarse not in COARSE_NORMS:
         raise ValueError(f"coarse must be one of {COARSE_NORMS}, got {coarse!r}")
     B = eS.shape[0]
@@ -88,7 +113,7 @@ def lift_terms(
             per_fit = (beta1 - 1).abs() + beta0.abs()
         else:
             per_fit = (beta1 - 1).square() + beta0.square()
-        scale = n if coarse_scale is None else coarse_scale
+        scale = coarse_scale_of(coarse_scale, group_size, n)
         L_coarse = L_coarse + scale * per_fit.flatten(1).sum(1)
         fit = beta0.detach().unsqueeze(-1) + beta1.detach().unsqueeze(-1) * x
         L_fine = L_fine + (y - fit).square().flatten(1).sum(1)
@@ -96,6 +121,13 @@ def lift_terms(
         dev0.append(beta0.detach().abs().flatten())
     w = 1.0 - torch.clamp(torch.cat(dev1).mean() + torch.cat(dev0).mean(), max=1.0)
     return L_coarse.mean(0), L_fine.mean(0), w
+
+
+def coarse_scale_of(coarse_scale: float | str | None, group_size: int | None, n: int) -> float:
+    """The factor of a fit's coarse term (``lift_terms``' ``coarse_scale``), for fits of n elements."""
+    if coarse_scale is None:
+        return LIFT_COARSE_SCALE if group_size is None else n
+    return n if coarse_scale == PER_ELEMENT else coarse_scale
 
 
 _EXAMPLE = {"LIFT": "lam=1.0, coarse_scale=32", "PLACE": "group_size=16, lam=1.0"}
@@ -118,8 +150,8 @@ class LIFT(WithFeatures):
     paper's DDPM setting, or "l2", its DiT fork), ``schedule`` ("adaptive", the paper's, or a
     fixed "none" / "linear" / "cosine" / "sigmoid" for ablations), ``terms`` ("both", or the
     "coarse" / "fine" ablations), ``var_eps`` (the epsilon added to Var(eS), 1e-7 as the DDPM fork),
-    ``remainder`` ("error" or "merge" when K does not divide H*W), ``coarse_scale`` (None: n,
-    the elements per fit; a number: that constant, 32 in the authors' LIFT).
+    ``remainder`` ("error" or "merge" when K does not divide H*W), ``coarse_scale`` (None: the
+    authors', 32 for LIFT and K for PLACE; "n": the elements per fit; a number: that constant).
     """
 
     name = "lift"
@@ -139,7 +171,7 @@ class LIFT(WithFeatures):
         teacher_widths: list[int] | None = None,
         feat_weight: float = COMBINED_FEAT_WEIGHT,
         tokens: bool = False,
-        coarse_scale: float | None = None,
+        coarse_scale: float | str | None = None,
     ):
         _by_name(type(self).__name__, positional)
         for option, value, low in (("lam", lam, "0 or more"), ("var_eps", var_eps, "above 0")):
@@ -151,13 +183,15 @@ class LIFT(WithFeatures):
                 or (low != "0 or more" and value == 0)
             ):
                 raise ValueError(f"{option} must be a number {low}, got {value!r}")
-        if coarse_scale is not None and (
+        if coarse_scale not in (None, PER_ELEMENT) and (
             isinstance(coarse_scale, bool)
             or not isinstance(coarse_scale, int | float)
+            or not math.isfinite(coarse_scale)
             or not coarse_scale > 0
         ):
             raise ValueError(
-                f"coarse_scale must be a positive number or None, got {coarse_scale!r}"
+                f"coarse_scale must be a positive number or {PER_ELEMENT!r} (the elements per "
+                f"fit), got {coarse_scale!r}"
             )
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown weight schedule {schedule!r}; choose one of {SCHEDULES}")

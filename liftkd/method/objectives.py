@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from liftkd.config import parse_scalar
 from liftkd.method.features import feature_widths
-from liftkd.method.lift import LIFT, PLACE
+from liftkd.method.lift import LIFT, PER_ELEMENT, PLACE
 from liftkd.method.losses import DIST, FeatKD, NormFeatKD, Objective, OutFeatKD, OutKD, TaskOnly
 from liftkd.method.recipes import BKSDMKD, TinyFusionKD, recipe_label
 
@@ -103,6 +103,8 @@ def check_options(name: str, options: dict) -> None:
             raise ValueError(
                 f"objective {name!r} has no option {key!r}; its options: {', '.join(valid)}"
             )
+        if key == "coarse_scale" and value == PER_ELEMENT:
+            continue  # LIFT's coarse term scaled by the elements per fit
         if key in _WEIGHTS | _POSITIVE:
             number = isinstance(value, int | float) and not isinstance(value, bool)
             if (
@@ -112,6 +114,8 @@ def check_options(name: str, options: dict) -> None:
                 or (key in _POSITIVE and value == 0)
             ):
                 need = "above 0" if key in _POSITIVE else "0 or more"
+                if key == "coarse_scale":
+                    need += f" or {PER_ELEMENT!r} (the elements per fit)"
                 raise ValueError(
                     f"objective {name!r}: option {key} must be a number {need}, got {value!r}"
                 )
@@ -164,7 +168,7 @@ def label(spec: str, group_size: int | None = None) -> str:
         bits.append("w=1" if schedule == "none" else f"w {schedule}")
     scale = options.pop("coarse_scale", None)
     if scale is not None:
-        bits.append(f"coarse x{scale:g}")
+        bits.append(f"coarse x{scale}" if scale == PER_ELEMENT else f"coarse x{scale:g}")
     bits += [f"{k}={v}" for k, v in options.items()]
     base = OBJECTIVES[name].label
     return f"{base} ({', '.join(bits)})" if bits else base

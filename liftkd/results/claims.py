@@ -15,16 +15,30 @@ import math
 import statistics
 from collections import defaultdict
 
-from liftkd.measure.rules import N_SE, compare, curve_pairs, mean_fid, nan_of, stable
+from liftkd.measure.rules import (
+    N_SE,
+    compare,
+    comparison,
+    curve_pairs,
+    mean_fid,
+    nan_of,
+    stable,
+)
 
 KD_BASELINES = ("outkd", "featkd", "outkd+featkd")
 OURS = "lift+place"
 
 
-def _by(rows: list[dict]) -> dict[tuple[str, float], list[dict]]:
+AUTHORS = "authors"  # the job group of the authors' recipe: compared apart (claim 3)
+
+
+def _by(rows: list[dict], group: str | None = None) -> dict[tuple[str, float], list[dict]]:
+    """Rows by (objective, ratio): this scale's recipe (main and ablation jobs) by default, the
+    rows of job group ``group`` when given."""
     out = defaultdict(list)
     for r in rows:
-        out[(r["objective"], float(r["ratio"]))].append(r)
+        if (r.get("group") == group) if group else r.get("group") != AUTHORS:
+            out[(r["objective"], float(r["ratio"]))].append(r)
     return out
 
 
@@ -41,6 +55,19 @@ def _pm(rows: list[dict]) -> str:
     if not math.isnan(se):
         text += f" (SE {se:.2g})"
     return text + f" [{len(rows)} seed{'s' if len(rows) > 1 else ''}]"
+
+
+def _delta(a: list[dict], b: list[dict]) -> str:
+    """FID(a) - FID(b) as the verdict reads it: each seed's difference ± its SE (paired within a
+    job), and the seed-level mean ± its SE over seeds."""
+    c = comparison(a, b)
+    seeds = ", ".join(
+        "diverged" if math.isnan(p["diff"]) else f"{p['diff']:+.3g} ± {p['se']:.2g}"
+        for p in c["per_seed"]
+    )
+    if c["seeds"] > 1 and not math.isnan(c["seed_se"]):
+        return f"diff {seeds}; mean {c['mean']:+.3g} ± {c['seed_se']:.2g}"
+    return f"diff {seeds}"
 
 
 def _fmt(x: float) -> str:
@@ -202,21 +229,26 @@ def _held_failed(held, failed) -> str:
 
 def claim3(rows, ratios) -> dict:
     """LIFT+PLACE at least as good as every KD baseline: no baseline wins against it (the rule
-    of :func:`compare`) at any ratio."""
-    g = _by(rows)
+    of :func:`compare`: every seed beyond 2 SE of the paired difference, and the seed-level test)
+    at any ratio, under this scale's recipe and, where the sweep has it, the authors'."""
     text = "LIFT+PLACE is at least as good as every KD baseline at every pruning ratio"
     lost, won, parts = [], [], []
-    for r in sorted(ratios):
-        present = [o for o in KD_BASELINES if g[(o, r)]]
-        if not g[(OURS, r)] or not present:
-            continue
-        cs = {o: compare(g[(OURS, r)], g[(o, r)]) for o in present}
-        parts.append(
-            f"{r:.0%}: LIFT+PLACE {_pm(g[(OURS, r)])}; "
-            + "; ".join(f"{o} {_pm(g[(o, r)])}" for o in present)
-        )
-        lost += [f"{o} at {r:.0%}" for o, c in cs.items() if c > 0]
-        won += [f"{o} at {r:.0%}" for o, c in cs.items() if c < 0]
+    for group, suffix in ((None, ""), (AUTHORS, " (authors' recipe)")):
+        g = _by(rows, group)
+        for r in sorted(ratios):
+            present = [o for o in KD_BASELINES if g[(o, r)]]
+            if not g[(OURS, r)] or not present:
+                continue
+            cs = {o: compare(g[(OURS, r)], g[(o, r)]) for o in present}
+            parts.append(
+                f"{r:.0%}{suffix}: LIFT+PLACE {_pm(g[(OURS, r)])}; "
+                + "; ".join(
+                    f"{o} {_pm(g[(o, r)])}, LIFT+PLACE - {o}: {_delta(g[(OURS, r)], g[(o, r)])}"
+                    for o in present
+                )
+            )
+            lost += [f"{o} at {r:.0%}{suffix}" for o, c in cs.items() if c > 0]
+            won += [f"{o} at {r:.0%}{suffix}" for o, c in cs.items() if c < 0]
     if not parts:
         return {
             "claim": 3,
@@ -228,8 +260,8 @@ def claim3(rows, ratios) -> dict:
     if lost:
         verdict = "not supported"
         why = (
-            f"beyond {N_SE:g} SE of the difference on every seed (rules.diff_se), better than "
-            f"LIFT+PLACE: {', '.join(lost)}"
+            f"beyond {N_SE:g} SE of the difference on every seed (rules.diff_se) and by the "
+            f"seed-level test, better than LIFT+PLACE: {', '.join(lost)}"
         )
     else:
         verdict = "supported"
@@ -311,9 +343,14 @@ def claim4(rows, ratios, tol_curve: float = 0.10) -> dict:
     return {"claim": 4, "text": text, "measured": measured, "verdict": verdict, "why": why}
 
 
+FIXED_SCHEDULES = ("none", "linear", "cosine", "sigmoid")  # liftkd.method.lift.fixed_weight
+
+
 def claim5(rows, ratios, ablation_ratio: float, group_size: int) -> dict:
-    """PLACE against LIFT at every ratio, the adaptive weight against w = 1 at the ablation ratio,
-    each by the rule of :func:`compare`. Pairs where neither student generates are left out."""
+    """PLACE against LIFT (the authors' coarse scale, x32) at every ratio, the adaptive weight
+    against every fixed schedule the ablations trained (w = 1, linear, cosine, sigmoid) at the
+    ablation ratio, each by the rule of :func:`compare`. Pairs where neither student generates
+    are left out."""
     g = _by(rows)
 
     def alive(*groups) -> bool:
@@ -329,18 +366,24 @@ def claim5(rows, ratios, ablation_ratio: float, group_size: int) -> dict:
         checks["PLACE adds to LIFT"] = _direction(
             [compare(g[(OURS, r)], g[("lift", r)]) for r in both]
         )
-    fixed = "lift+place:schedule=none"
-    ours_abl, fixed_rows = g[(OURS, ablation_ratio)], g[(fixed, ablation_ratio)]
-    if fixed_rows and ours_abl:
-        checks["adaptive w beats w = 1"] = (
+        parts[-1] += f", {_delta(g[(OURS, both[-1])], g[('lift', both[-1])])}"
+    ours_abl = g[(OURS, ablation_ratio)]
+    fixed_specs = [f"{OURS}:schedule={s}" for s in FIXED_SCHEDULES]
+    for spec in fixed_specs:
+        fixed_rows = g[(spec, ablation_ratio)]
+        if not (fixed_rows and ours_abl):
+            continue
+        name = "w = 1" if spec.endswith("=none") else f"w {spec.rsplit('=', 1)[1]}"
+        checks[f"adaptive w beats {name}"] = (
             _direction([compare(ours_abl, fixed_rows)])
             if alive(ours_abl, fixed_rows)
             else "not comparable (neither student generates)"
         )
         parts.append(
-            f"adaptive w vs w=1 at {ablation_ratio:.0%}: {_pm(ours_abl)} vs {_pm(fixed_rows)}"
+            f"adaptive w vs {name} at {ablation_ratio:.0%}: {_pm(ours_abl)} vs "
+            f"{_pm(fixed_rows)}, {_delta(ours_abl, fixed_rows)}"
         )
-    others = sorted({o for o, r in g if r == ablation_ratio and ":" in o and o != fixed})
+    others = sorted({o for o, r in g if r == ablation_ratio and ":" in o and o not in fixed_specs})
     if others:
         parts.append(
             f"other ablations at {ablation_ratio:.0%} (K={group_size} default): "
@@ -361,7 +404,7 @@ def claim5(rows, ratios, ablation_ratio: float, group_size: int) -> dict:
         )
     return {
         "claim": 5,
-        "text": "PLACE adds to LIFT; the adaptive weight beats a fixed schedule (ablations)",
+        "text": "PLACE adds to LIFT; the adaptive weight beats fixed schedules (ablations)",
         "measured": " | ".join(parts),
         "verdict": verdict,
         "why": why,

@@ -106,10 +106,10 @@ def _recipe(t) -> str:
     )
 
 
-def _protocol(n, ddim_steps, features: str, parts: int) -> str:
+def _protocol(n, ddim_steps, features: str) -> str:
     return (
         f"{n} samples against the training images, DDIM {ddim_steps} steps (eta 0), on this "
-        f"project's {features}; the standard error over {parts} parts of the samples"
+        f"project's {features}; the standard error by a bootstrap over the samples"
     )
 
 
@@ -153,7 +153,7 @@ def job_card(profile, job, row: dict, results: dict, meta: dict, costs: dict) ->
     teacher = ref.get("teacher_final", ref["teacher"])  # scored like the students' final FID
     features = ref.get("features", "classifier features")
     n = row.get("n_final", ref.get("final_samples"))
-    protocol = _protocol(n, ref["ddim_steps"], features, profile.distill.fid_parts)
+    protocol = _protocol(n, ref["ddim_steps"], features)
     return {
         "title": f"{row['label']} student, {job.ratio:.0%} channel pruning ({profile.name} profile)",
         "objective": f"{row['label']} (spec {row['objective']})",
@@ -187,7 +187,7 @@ def backbone_card(profile, row: dict, results: dict, meta: dict, costs: dict, fe
     else:
         cut = f"removed: {', '.join(student['removed'])}"
         shape = {"latent scale": student["scale"]}
-    protocol = _protocol(row["n_final"], ref["ddim_steps"], features, cfg.kd.fid_parts)
+    protocol = _protocol(row["n_final"], ref["ddim_steps"], features)
     if dit and cfg.guidance != 1:
         protocol += f"; classifier-free guidance {cfg.guidance:g}"
     return {

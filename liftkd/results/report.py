@@ -98,12 +98,19 @@ def load_jobs(folder: str | Path, profile=None) -> list[dict]:
     return jobs
 
 
+AUTHORS = "authors"  # the job group of the authors' recipe (liftkd.stages.sweep.jobs)
+AUTHORS_LABEL = " (authors' recipe)"  # what its students' labels end with
+
+
 def student_rows(jobs: list[dict], profile=None) -> list[dict]:
     """One row per trained student, with its job's costs; with ``profile``, statuses by
-    today's rule (``restatus``, the profile's thresholds, the job's recognisable threshold)."""
+    today's rule (``restatus``, the profile's thresholds, the job's recognisable threshold). The
+    authors' recipe's students keep their objective's spec and say so in their label."""
     out = []
     for job in jobs:
         rows = [{**row, "macs": job["student_costs"]["macs"]} for row in job["rows"]]
+        if job["group"] == AUTHORS:
+            rows = [{**r, "label": r["label"] + AUTHORS_LABEL} for r in rows]
         if profile is not None:
             d = profile.distill
             threshold = job["reference"]["recognisable"]
@@ -205,6 +212,53 @@ def group_rows(rows: list[dict], group: str) -> list[dict]:
     return [r for r in rows if r["group"] == group]
 
 
+def this_recipe(rows: list[dict], ratio: float | None = None) -> list[dict]:
+    """The main and ablation jobs' rows (this scale's recipe), at ``ratio`` when given."""
+    return [
+        r
+        for r in rows
+        if r["group"] != AUTHORS and (ratio is None or math.isclose(float(r["ratio"]), ratio))
+    ]
+
+
+def recipe_table(rows: list[dict], ratio: float) -> list[dict]:
+    """Each objective of the authors' recipe at ``ratio`` beside the same objective under this
+    scale's recipe (the main job): final FID per recipe (mean ± sd over seeds, mean SE), the
+    difference authors - this scale seed by seed (two jobs: SEs in quadrature, an upper bound),
+    its seed-level mean and SE, and the verdict of ``rules.compare``."""
+    from liftkd.measure.rules import comparison
+
+    ours = this_recipe(rows, ratio)
+    theirs = [r for r in group_rows(rows, AUTHORS) if math.isclose(float(r["ratio"]), ratio)]
+    out = []
+    for spec in dict.fromkeys(r["objective"] for r in theirs):
+        a = [r for r in theirs if r["objective"] == spec]
+        b = [r for r in ours if r["objective"] == spec and r["group"] == "main"]
+        if not b:
+            continue
+        c = comparison(a, b)
+        verdict = {-1: "authors' better", 1: "this scale's better", 0: "within noise or mixed"}
+        out.append(
+            {
+                "objective": b[0]["label"],
+                "this scale's recipe": _cell(b),
+                "authors' recipe": _cell(a),
+                "difference per seed (authors - this)": ", ".join(
+                    f"{p['diff']:+.3g} ± {p['se']:.2g}" for p in c["per_seed"]
+                ),
+                "mean difference": f"{c['mean']:+.3g} ± {c['seed_se']:.2g}",
+                "verdict": verdict[c["outcome"]],
+            }
+        )
+    return out
+
+
+def _cell(rs: list[dict]) -> str:
+    fid, sd = mean_fid(rs)
+    ses = [_num(r.get("fid_se")) for r in rs]
+    return f"{fid:.3g} ± {sd:.2g} (SE {statistics.fmean(ses):.2g}) [{len(rs)}]"
+
+
 def job_names(jobs: list[dict]) -> list[str]:
     return [j["job"] for j in jobs]
 
@@ -243,6 +297,8 @@ def samples_at(jobs: list[dict], run_dir, ratio: float, teacher_samples=None, n:
     seed = min(int(j["seed"]) for j in jobs)
     grids = {} if teacher_samples is None else {"teacher": teacher_samples[:n]}
     for job in jobs:
+        if job["group"] == AUTHORS:
+            continue
         if math.isclose(float(job["ratio"]), ratio) and int(job["seed"]) == seed:
             grids.update(final_samples(run_dir, job["job"], job["labels"], n))
     return grids if len(grids) > (teacher_samples is not None) else {}
@@ -272,14 +328,18 @@ def diagnosed(jobs: list[dict], ratio: float, specs: list[str]) -> dict:
     seed = min(int(j["seed"]) for j in jobs)
     out = {}
     for job in jobs:
+        if job["group"] == AUTHORS:
+            continue
         if math.isclose(float(job["ratio"]), ratio) and int(job["seed"]) == seed:
             out.update({s: c for s, c in job["losses"].items() if s in specs})
     return {s: out[s] for s in specs if s in out}
 
 
 def all_labels(jobs: list[dict]) -> dict[str, str]:
-    """``{spec: label}`` over every job."""
-    return {spec: lab for job in jobs for spec, lab in job["labels"].items()}
+    """``{spec: label}`` over the main and ablation jobs."""
+    return {
+        spec: lab for job in jobs if job["group"] != AUTHORS for spec, lab in job["labels"].items()
+    }
 
 
 def backbone_tables(backbones: dict, profile) -> dict[str, str | None]:

@@ -64,7 +64,7 @@ def train_from_scratch(
     result = train(model, loss_fn, images.images, cfg, folder, f"from scratch r{ratio:g}", progress)
     ev = eval_profile(profile)
     generated = sample(result.ema, ev, progress=False)
-    scores = fid_with_se(ev, run_dir, generated, profile.distill.fid_parts)
+    scores = fid_with_se(ev, run_dir, generated)
     tail = [r["loss"] for r in result.history[-100:]]
     out = {
         "ratio": ratio,

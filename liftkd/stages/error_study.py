@@ -8,7 +8,9 @@ timesteps and training steps are paired:
 - ``during_outkd``: each student fine-tuned with OutKD for a few hundred steps, its weights kept
   at every checkpoint, and decomposed at each;
 - ``where_the_error_is``: the error per pixel across timesteps and across OutKD steps;
-- ``probe_corrected_sampling``: plain against probe-corrected sampling, before and after OutKD.
+- ``probe_corrected_sampling``: plain against probe-corrected sampling (the teacher asked at every
+  step, an oracle) and against its teacher-free control (one affine fit per channel and sampling
+  timestep, made once on held-out images), before and after OutKD.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from liftkd.method.objectives import build_objective
 from liftkd.stages.students import get_student
 from liftkd.training.diffusion import noise_scheduler
 from liftkd.training.distill import distill, load_snapshot
+from liftkd.training.sampling import ddim_timesteps
 from liftkd.training.train_state import list_snapshots, snapshot_path
 
 ANALYSIS_DIR = "analysis"
+OFFLINE = "offline affine (no teacher)"  # the teacher-free control's sampler name
 
 
 def outkd_dir(run_dir: str | Path, ratio: float) -> Path:
@@ -118,14 +122,18 @@ def where_the_error_is(profile: Profile, run_dir, teacher, images) -> dict:
 
 
 def probe_corrected_sampling(
-    profile: Profile, run_dir, teacher, teacher_samples: torch.Tensor
+    profile: Profile, run_dir, teacher, teacher_samples: torch.Tensor, images: torch.Tensor
 ) -> tuple[list[dict], torch.Tensor]:
-    """Plain and probe-corrected sampling of each ratio's student before and after OutKD, from
-    the same noise, scored beside the floor and the teacher on as many images.
+    """Plain, probe-corrected and offline-corrected sampling of each ratio's student before and
+    after OutKD, from the same noise, scored beside the floor and the teacher on as many images;
+    the offline coefficients are fitted on ``images`` (held-out, in [-1, 1]) at the sampler's
+    timesteps.
 
-    Returns (rows, a grid: the teacher's samples, then per student plain and corrected)."""
+    Returns (rows, a grid: the teacher's samples, then per student plain, corrected and offline)."""
     cfg = profile.analysis
     n = len(teacher_samples)
+    scheduler = noise_scheduler(profile.diffusion)
+    timesteps = ddim_timesteps(scheduler, profile.sampling.num_inference_steps)
     rows = [
         {"model": "floor (held-out real)", **floor(profile, run_dir, n=n)},
         {"model": "teacher", **score(profile, run_dir, teacher_samples)},
@@ -139,15 +147,18 @@ def probe_corrected_sampling(
         for label, model in (("pruned", student), (f"OutKD {cfg.kd.steps} steps", tuned)):
             plain = sample(model, profile, n=n)
             fixed = sample(analysis.probe_corrected(model.eval(), teacher), profile, n=n)
-            for sampler, images in (("plain", plain), ("probe-corrected", fixed)):
+            coefs = analysis.offline_coefficients(model, teacher, images, scheduler, timesteps)
+            offline = sample(analysis.offline_corrected(model.eval(), coefs), profile, n=n)
+            samplers = (("plain", plain), ("probe-corrected", fixed), (OFFLINE, offline))
+            for sampler, drawn in samplers:
                 rows.append(
                     {
                         "model": f"{ratio:.0%} {label}",
                         "sampler": sampler,
-                        **score(profile, run_dir, images),
+                        **score(profile, run_dir, drawn),
                     }
                 )
-            grid += [plain[:10], fixed[:10]]
+            grid += [plain[:10], fixed[:10], offline[:10]]
     return rows, torch.cat(grid)
 
 

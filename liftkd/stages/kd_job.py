@@ -11,7 +11,8 @@ protocol every job follows:
   scored on ``eval_samples`` images each (the curve: one sample count along it, so FID's
   small-sample bias does not move its last point); the last step also on ``final_samples``
   images (the final FID, whose first images are the curve's);
-- every FID carries a standard error (``liftkd.measure.evaluation.fid_with_se``); the probe's coarse
+- every FID carries a standard error (``liftkd.measure.evaluation.fid_with_se``, a bootstrap over
+  the images); the final FIDs also a paired one between students; the probe's coarse
   share of the KD error is measured where the backbone gives probe inputs;
 - a student's status comes from the convergence rule of ``liftkd.measure.rules`` with the protocol's
   thresholds.
@@ -69,7 +70,6 @@ class Protocol:
     eval_steps: tuple[int, ...]  # evenly spaced, the last at the end of training
     eval_samples: int  # images per FID along the curve
     final_samples: int  # images per FID at the last step
-    fid_parts: int  # the images split into this many parts for the FID's standard error
     ddim_steps: int
     converged_within: float = 0.05  # liftkd.measure.rules.convergence
     converged_evals: int = 3
@@ -83,7 +83,6 @@ class Protocol:
             eval_steps=tuple(eval_steps),
             eval_samples=cfg.eval_samples,
             final_samples=cfg.final_samples,
-            fid_parts=cfg.fid_parts,
             ddim_steps=ddim_steps,
             converged_within=cfg.converged_within,
             converged_evals=cfg.converged_evals,
@@ -218,9 +217,9 @@ def _measure(
     p = job.protocol
     images = backbone.sampler(model, n)
     curve = images[: p.eval_samples]  # image i comes from seed + i: the curve's images
-    row = fid_with_se(profile, run_dir, curve, p.fid_parts)
+    row = fid_with_se(profile, run_dir, curve)
     if final:
-        whole = fid_with_se(profile, run_dir, images, p.fid_parts)
+        whole = fid_with_se(profile, run_dir, images)
         row.update(fid_final=whole["fid"], fid_final_se=whole["fid_se"], n_final=n)
     else:
         row.update(fid_final=math.nan, fid_final_se=math.nan, n_final=0)

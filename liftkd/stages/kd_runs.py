@@ -55,7 +55,7 @@ def reference(
         points = reference_points(profile, run_dir)
         out = {
             "teacher": score(profile, run_dir, images[: p.eval_samples]),
-            "teacher_final": fid_with_se(profile, run_dir, images, p.fid_parts),
+            "teacher_final": fid_with_se(profile, run_dir, images),
             "floor": floor(profile, run_dir, p.eval_samples),
             "recognisable": recognisable_threshold(points),
             "reference_points": {k: v["fid"] for k, v in points.items()},
@@ -66,7 +66,7 @@ def reference(
             "teacher_params": count_parameters(teacher),
         }
         for name, images in (extra or {}).items():
-            out[name] = fid_with_se(profile, run_dir, images, p.fid_parts)
+            out[name] = fid_with_se(profile, run_dir, images)
         path.parent.mkdir(parents=True, exist_ok=True)
         with replacing(path) as tmp:
             tmp.write_text(json.dumps(out, indent=1) + "\n")

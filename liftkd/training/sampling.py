@@ -48,6 +48,11 @@ def ddim_scheduler(
 
 
 @torch.no_grad()
+def ddim_timesteps(train_scheduler: DDPMScheduler, num_inference_steps: int) -> list[int]:
+    """The timesteps ``ddim_sample`` visits, in its order."""
+    return [int(t) for t in ddim_scheduler(train_scheduler, num_inference_steps).timesteps]
+
+
 def ddim_sample(
     eps_fn: EpsFn,
     train_scheduler: DDPMScheduler,

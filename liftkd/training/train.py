@@ -108,6 +108,20 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * progress))
 
 
+def describe_schedule(cfg: TrainConfig) -> str:
+    """A reader's line for ``cfg``'s optimiser and learning-rate schedule (``lr_at``)."""
+    optimiser = {"adamw": "AdamW", "adam": "Adam"}[cfg.optimizer]
+    if cfg.lr_min == cfg.lr:
+        shape = f"flat at {cfg.lr:g}" + (
+            f" after {cfg.warmup_steps} warm-up steps" if cfg.warmup_steps else ""
+        )
+    else:
+        shape = (
+            f"{cfg.warmup_steps} warm-up steps to {cfg.lr:g}, then cosine decay to {cfg.lr_min:g}"
+        )
+    return f"{optimiser}, {shape} (liftkd.training.train.lr_at)"
+
+
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     ema_p = [p for p in ema.parameters()]

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         seeds = {"distill.seeds": args.seeds or None} if args.cmd == "list" else {}
         profile = resolve_profile(args.profile, args.overrides, **seeds)
         if args.cmd == "list":
-            print("\n".join(job.name for job in plan(profile)))
+            print("\n".join(job.name for job in plan(profile, args.seeds or None)))
             return
         job = job_from_name(profile, args.job)
     except (SettingsError, ValueError) as err:
@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     from liftkd.stages.sweep.pixel import kd_job, load_models, unet_backbone
 
     teacher, student, _ = load_models(profile, args.run_dir, job.ratio)
-    train(unet_backbone(profile, teacher, student), kd_job(profile, args.run_dir, job), profile)
+    backbone = unet_backbone(profile, teacher, student, job)
+    train(backbone, kd_job(profile, args.run_dir, job), profile)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 A job is named ``{group}_r{ratio}_s{seed}`` (``main_r0.9_s0``, ``ablation_r0.9_s0``): ``main``
 trains the profile's ``distill.objectives`` at one ratio, ``ablation`` its ``distill.ablations``
-at ``distill.ablation_ratio``. ``plan(profile)`` lists every job; ``job_from_name`` rebuilds one
+at ``distill.ablation_ratio``, ``authors`` its ``distill.authors_objectives`` there under the
+authors' DDPM recipe (``distill.authors_train``, students' dropout ``distill.authors_dropout``). ``plan(profile)`` lists every job; ``job_from_name`` rebuilds one
 from its name, which is all that make passes around (``python -m liftkd.stages.sweep list`` prints the
 names, so the ratios and seeds are stated only in the profile).
 """
@@ -17,7 +18,7 @@ from liftkd.config import Profile, TrainConfig
 from liftkd.method.objectives import check_spec
 from liftkd.training.train_state import checkpoint_interval, eval_steps
 
-GROUPS = ("main", "ablation")
+GROUPS = ("main", "ablation", "authors")
 # what a run's sweep writes: run_dir/distill/<job>/{checkpoint.pt, history.csv, snapshots/, ...}
 # (liftkd.stages.kd_job: evals.csv, samples_final.pt)
 DISTILL_DIR = "distill"
@@ -30,7 +31,6 @@ _JOB_SHAPING = (
     "evaluations",
     "eval_samples",
     "final_samples",
-    "fid_parts",
     "eval_ddim_steps",
     "probe_timesteps",
     "probe_images",
@@ -41,12 +41,13 @@ _JOB_SHAPING = (
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    group: str  # "main" or "ablation"
+    group: str  # "main", "ablation" or "authors"
     ratio: float
     seed: int
     objectives: tuple[str, ...]
     train: TrainConfig  # resolved: steps, seed, checkpoint interval
     evaluations: int = 4
+    dropout: float | None = None  # the students' dropout in training (None: as pruned)
 
     @property
     def name(self) -> str:
@@ -76,7 +77,7 @@ def make_job(
     if not 0 <= seed < 2**32:
         raise ValueError(f"a job's seed must be a whole number from 0 to 2^32 - 1, got {seed}")
     if steps is None:
-        ref = cfg.ablation_ratio if group == "ablation" else ratio
+        ref = ratio if group == "main" else cfg.ablation_ratio
         matches = [s for r, s in zip(cfg.ratios, cfg.steps, strict=True) if math.isclose(r, ref)]
         if not matches:
             raise ValueError(
@@ -85,27 +86,40 @@ def make_job(
             )
         steps = matches[0]
     if objectives is None:
-        objectives = cfg.ablations if group == "ablation" else cfg.objectives
+        objectives = {"main": cfg.objectives, "ablation": cfg.ablations}.get(
+            group, cfg.authors_objectives
+        )
     for spec in objectives:
         check_spec(spec)  # fail here, not an hour into training
     every = eval_steps(steps, cfg.evaluations)[0]
+    recipe = cfg.authors_train if group == "authors" else cfg.train
     train_cfg = dataclasses.replace(
-        cfg.train,
+        recipe,
         steps=steps,
         seed=seed,
-        checkpoint_every=checkpoint_interval(every, cfg.train.checkpoint_every),
+        checkpoint_every=checkpoint_interval(every, recipe.checkpoint_every),
     )
-    return Job(group, float(ratio), int(seed), tuple(objectives), train_cfg, cfg.evaluations)
+    dropout = cfg.authors_dropout if group == "authors" else cfg.student_dropout
+    return Job(
+        group, float(ratio), int(seed), tuple(objectives), train_cfg, cfg.evaluations, dropout
+    )
 
 
 def plan(profile: Profile, seeds: list[int] | None = None) -> list[Job]:
-    """Every job of the sweep: each ratio's main job, and the ablation job, for every seed."""
+    """Every job of the sweep: each ratio's main job for every seed, the ablation job and the
+    authors' recipe for theirs (``seeds`` replaces all three)."""
     cfg = profile.distill
+    main = seeds if seeds is not None else cfg.seeds
+    ablation = seeds if seeds is not None else cfg.ablation_seeds or cfg.seeds
+    authors = seeds if seeds is not None else cfg.authors_seeds or cfg.seeds
     jobs = []
-    for seed in seeds if seeds is not None else cfg.seeds:
-        jobs += [make_job(profile, "main", r, seed) for r in cfg.ratios]
-        if cfg.ablations:
+    for seed in dict.fromkeys([*main, *ablation, *authors]):  # seed by seed, each once
+        if seed in main:
+            jobs += [make_job(profile, "main", r, seed) for r in cfg.ratios]
+        if cfg.ablations and seed in ablation:
             jobs.append(make_job(profile, "ablation", cfg.ablation_ratio, seed))
+        if cfg.authors_objectives and seed in authors:
+            jobs.append(make_job(profile, "authors", cfg.ablation_ratio, seed))
     return jobs
 
 
@@ -146,6 +160,9 @@ def job_settings(profile: Profile, job: Job) -> dict:
     train = {f"train.{k}": v for k, v in _flat(_jsonable(job.train)).items()}
     train.pop("train.checkpoint_every")
     distill = {f"distill.{k}": _jsonable(getattr(profile.distill, k)) for k in _JOB_SHAPING}
+    if job.group == "authors":  # its students' dropout is the recipe's, not distill.student_dropout
+        distill.pop("distill.student_dropout")
+        distill["dropout"] = job.dropout
     return {"objectives": list(job.objectives), **train, **distill}
 
 

@@ -45,9 +45,10 @@ def sampler(profile: Profile):
     return lambda model, n: sample(model, ev, n=n, progress=False)
 
 
-def unet_backbone(profile: Profile, teacher, student) -> Backbone:
+def unet_backbone(profile: Profile, teacher, student, job: Job | None = None) -> Backbone:
     """The pixel U-Net's backbone: the training images, the sweep's sampler, and held-out images
-    for the probe's coarse share over training."""
+    for the probe's coarse share over training; the students' dropout is ``job``'s (the
+    profile's ``distill.student_dropout`` without one)."""
     train_split, holdout = load_splits(profile.data)
     res, ch = profile.data.resolution, profile.data.channels
     probe = holdout.random_subset(profile.distill.probe_images, seed=1).images
@@ -62,7 +63,7 @@ def unet_backbone(profile: Profile, teacher, student) -> Backbone:
             "timestep": torch.tensor([10, 500]),
         },
         group_size=profile.distill.group_size,
-        student_dropout=profile.distill.student_dropout,
+        student_dropout=profile.distill.student_dropout if job is None else job.dropout,
         probe_images=to_model_range(probe),
         diagnose_every=profile.distill.diagnose_every,
     )
