@@ -122,6 +122,64 @@ def test_claim5_place_and_adaptive_weight():
     assert claims.claim5(rows, RATIOS, 0.9, 16)["verdict"] == "not supported"
 
 
+def test_claim5_every_fixed_schedule_must_lose_to_the_adaptive_weight():
+    """w = 1, linear and cosine at 90%: the adaptive weight (100) beats all three by more than
+    2.83 (SE 1 each), or the claim fails on the one it does not beat."""
+    fids = {**BASE, "lift+place": [9, 19, 100], "lift": [12, 22, 150]}
+    for name in ("none", "linear", "cosine"):
+        fids[f"lift+place:schedule={name}"] = [math.nan, math.nan, 110]
+
+    def rows_of(f):
+        return [r for r in _rows(f) if not math.isnan(r["fid"]) or ":" not in r["objective"]]
+
+    c = claims.claim5(rows_of(fids), RATIOS, 0.9, 16)
+    assert c["verdict"] == "supported"
+    assert {"adaptive w beats w = 1", "adaptive w beats w linear", "adaptive w beats w cosine"} <= {
+        part.split(":")[0] for part in c["why"].split("; ")
+    }
+    fids["lift+place:schedule=cosine"] = [math.nan, math.nan, 97.1]  # cosine 2.9 ahead
+    c = claims.claim5(rows_of(fids), RATIOS, 0.9, 16)
+    assert c["verdict"] == "not supported" and "adaptive w beats w cosine: worse" in c["why"]
+    fids["lift+place:schedule=cosine"] = [math.nan, math.nan, 98.0]  # 2.0: within noise
+    c = claims.claim5(rows_of(fids), RATIOS, 0.9, 16)
+    assert c["verdict"] == "inconclusive" and "cosine: within noise" in c["why"]
+    assert "diff -10" in c["measured"]  # each comparison's paired evidence is shown
+
+
+def test_claim3_reads_the_authors_recipe_apart():
+    """The authors' recipe's students share their specs with the main job's: they are compared
+    with each other, never mixed into this scale's recipe."""
+    main = _rows({**BASE, "lift+place": [9.1, 19, 100]})
+    theirs = [
+        {**r, "group": "authors"}
+        for r in _rows({"outkd": [10, 20, 90], "lift+place": [9.5, 19.5, 100]})
+    ]
+    c = claims.claim3(main + theirs, RATIOS)
+    assert c["verdict"] == "not supported" and c["why"].endswith("outkd at 90% (authors' recipe)")
+    assert "90% (authors' recipe): LIFT+PLACE 100" in c["measured"]
+    fine = [{**r, "fid": r["fid"] - 20} if r["objective"] == "lift+place" else r for r in theirs]
+    assert claims.claim3(main + fine, RATIOS)["verdict"] == "supported"
+    # this scale's rows alone are what claim 5 and the others read
+    assert all(r["group"] != "authors" for rs in claims._by(main + theirs).values() for r in rs)
+
+
+def test_claim2_reports_the_teacher_free_control_beside_the_oracle():
+    from liftkd.stages.error_study import OFFLINE
+
+    assert claims.OFFLINE == OFFLINE
+    rows = _rows(BASE, shares={0.5: (0.3, 0.1), 0.7: (0.4, 0.2), 0.9: (0.6, 0.3)})
+    probe = [
+        {"model": "50% OutKD", "sampler": "plain", "fid": 90.0},
+        {"model": "50% OutKD", "sampler": "probe-corrected", "fid": 40.0},
+        {"model": "50% OutKD", "sampler": OFFLINE, "fid": 95.0},
+    ]
+    c = claims.claim2(rows, RATIOS, probe)
+    assert c["verdict"] == "supported"  # the claim is the oracle's; the control is reported
+    assert "90 -> 95 (does not improve every student without the teacher)" in c["measured"]
+    probe[-1]["fid"] = 80.0
+    assert "(improves without the teacher)" in claims.claim2(rows, RATIOS, probe)["measured"]
+
+
 def test_claim2_parts():
     rows = _rows(BASE, shares={0.5: (0.3, 0.1), 0.7: (0.4, 0.2), 0.9: (0.6, 0.3)})
     probe = [

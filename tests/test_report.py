@@ -141,7 +141,8 @@ def test_claims_header_names_the_setting_and_the_commit():
     ref = {"teacher": {"fid": 0.74}, "floor": {"fid": 0.01}, "n_samples": 100, "ddim_steps": 10}
     found = [{"reference": ref, "meta": {"git": {"commit": "6f14786cc5abcdef"}}}]
     text = claims.header(profile, found, [{"seed": 1}, {"seed": 0}])
-    assert "teacher FID 0.74, real-vs-real floor 0.01" in text
+    assert "teacher FID 0.74 on 100 samples, real-vs-real floor 0.01" in text
+    assert "One sampler protocol for the teacher and every student: DDIM 10 steps" in text
     assert "KD steps 50%: 20, 90%: 20" in text and "seeds [0, 1]" in text
     assert "Commit 6f14786cc5." in text
     assert "Commit ?." in claims.header(profile, [{"reference": ref, "meta": {}}], [])
@@ -155,7 +156,9 @@ def test_claims_header_names_the_setting_and_the_commit():
         ],
         "highest_generating": 0.5,
     }
+    found[0]["reference"].update(teacher_final={"fid": 0.81, "fid_se": 0.031}, final_samples=400)
     text = claims.header(profile, found, rows, floor)
+    assert "0.74 on 100 samples, 0.81 ± 0.031 SE on 400 (the final FIDs' protocol)" in text
     assert "recognisable below 50" in text
     assert "90% leaves 16 parameters, 1.6% of the teacher's (the paper's 90% student: 1.6%)" in text
     assert "50%: FID 12, 90%: FID 900 (no images)" in text
@@ -269,3 +272,46 @@ def test_final_fids_draws_one_seed_or_several(tmp_path):
     final_fids(rows, tmp_path / "two.png", "t", reference=100.0)
     final_fids([r for r in rows if r["seed"] == 0], tmp_path / "one.png", "t")
     assert (tmp_path / "two.png").stat().st_size > 1000 and (tmp_path / "one.png").exists()
+
+
+def test_the_authors_recipe_is_tabled_beside_this_scales_and_never_mixed_in():
+    def row(group, spec, seed, fid):
+        return {
+            "job": f"{group}_r0.8_s{seed}",
+            "group": group,
+            "ratio": 0.8,
+            "seed": seed,
+            "objective": spec,
+            "label": {"outkd": "OutKD", "lift+place": "LIFT+PLACE (K=16)"}[spec],
+            "fid": fid,
+            "fid_se": 1.0,
+            "status": "converged",
+        }
+
+    rows = [
+        row("main", s, seed, f)
+        for s, f in (("outkd", 30.0), ("lift+place", 90.0))
+        for seed in (0, 1)
+    ]
+    rows += [row("authors", "outkd", 0, 50.0), row("authors", "outkd", 1, 54.0)]
+    (line,) = report.recipe_table(rows, 0.8)  # lift+place has no authors' run here
+    assert line["objective"] == "OutKD"
+    assert line["this scale's recipe"] == "30 ± 0 sd (SE 1) [2 seeds]"
+    assert line["difference per seed (authors - this)"] == "+20 ± 1.4, +24 ± 1.4"
+    assert line["mean difference"] == "+22 ± 2 (seeds)"
+    # beyond 2 SE on each seed, but the seed-level t = 22 / 2 = 11 is below 12.7 (2 seeds)
+    assert line["verdict"] == "within noise or mixed"
+    rows[5]["fid"] = 51.0  # +20 and +21: t = 41
+    assert report.recipe_table(rows, 0.8)[0]["verdict"] == "this scale's better"
+    assert report.this_recipe(rows, 0.8) == rows[:4]
+    jobs = [
+        {
+            "job": "authors_r0.8_s0",
+            "group": "authors",
+            "rows": rows[4:5],
+            "student_costs": {"macs": 1},
+        },
+        {"job": "main_r0.8_s0", "group": "main", "rows": rows[:1], "student_costs": {"macs": 1}},
+    ]
+    labels = [r["label"] for r in report.student_rows(jobs)]
+    assert labels == ["OutKD (authors' recipe)", "OutKD"]

@@ -30,7 +30,7 @@ def test_noise_moves_error_to_the_fine_part():
 
 def test_lift_descent_removes_the_coarse_part_and_opens_w():
     eS, eT = tutorial.toy_pair(0.5, 0.6, 0.2)
-    rows = tutorial.lift_descent(eS, eT, steps=60, lr=0.01)
+    rows = tutorial.lift_descent(eS, eT, steps=60, lr=0.05)
     assert rows[0]["w"] == 0.0 and rows[-1]["w"] > 0.9
     assert rows[-1]["coarse"] < 0.01 * rows[0]["coarse"]
     assert rows[-1]["beta1"] == pytest.approx(1.0, abs=0.05)

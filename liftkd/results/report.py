@@ -3,6 +3,10 @@
 ``loss_summary`` turns a job's loss history into windowed means (notebook 04). The rest reads
 only what the notebooks saved (``FIGURES_DIR/04_distill/<job>.json``, the rows of
 ``liftkd.stages.kd_job.summarise``) and computes nothing anew.
+
+Long because every table notebook 05 shows (the main table, its pivot, the ablations, the
+authors' recipe beside this scale's, the DiT and latent tables) is built here from the same
+rows, and they are read together.
 """
 
 from __future__ import annotations
@@ -246,17 +250,36 @@ def recipe_table(rows: list[dict], ratio: float) -> list[dict]:
                 "difference per seed (authors - this)": ", ".join(
                     f"{p['diff']:+.3g} ± {p['se']:.2g}" for p in c["per_seed"]
                 ),
-                "mean difference": f"{c['mean']:+.3g} ± {c['seed_se']:.2g}",
+                "mean difference": f"{c['mean']:+.3g}"
+                + ("" if math.isnan(c["seed_se"]) else f" ± {c['seed_se']:.2g} (seeds)"),
                 "verdict": verdict[c["outcome"]],
             }
         )
     return out
 
 
+def write_recipe_table(recipes: list[dict], path, ratio: float) -> str | None:
+    """``recipe_table``'s rows written as a table (``plots.write_table``), its markdown; None
+    when the sweep has no authors' recipe job."""
+    from liftkd.results.plots import write_table
+
+    if not recipes:
+        return None
+    return write_table(
+        recipes,
+        path,
+        f"The authors' recipe beside this scale's at {ratio:.0%} (final FID; the difference "
+        "authors - this scale seed by seed, two jobs: SEs in quadrature)",
+    )
+
+
 def _cell(rs: list[dict]) -> str:
     fid, sd = mean_fid(rs)
     ses = [_num(r.get("fid_se")) for r in rs]
-    return f"{fid:.3g} ± {sd:.2g} (SE {statistics.fmean(ses):.2g}) [{len(rs)}]"
+    spread = f" ± {sd:.2g} sd" if len(rs) > 1 else ""
+    return (
+        f"{fid:.3g}{spread} (SE {statistics.fmean(ses):.2g}) [{len(rs)} seed{'s' * (len(rs) > 1)}]"
+    )
 
 
 def job_names(jobs: list[dict]) -> list[str]:
@@ -340,6 +363,16 @@ def all_labels(jobs: list[dict]) -> dict[str, str]:
     return {
         spec: lab for job in jobs if job["group"] != AUTHORS for spec, lab in job["labels"].items()
     }
+
+
+def read_backbone(path: str | Path) -> dict | None:
+    """A DiT or latent path's results (notebook 06 or 07) with the commit they were made at
+    (``commit``), or None when the path has not run."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    blob = json.loads(path.read_text())
+    return {**blob["results"], "commit": blob.get("meta", {}).get("git", {}).get("commit")}
 
 
 def backbone_tables(backbones: dict, profile) -> dict[str, str | None]:
