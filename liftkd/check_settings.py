@@ -89,7 +89,7 @@ def check_jobs(profile: Profile, run_dir: str) -> None:
     from liftkd.runs import CorruptFileError
     from liftkd.stages.sweep.jobs import job_from_name, plan, remember_job, sweep_dir
 
-    planned = {(j.group, j.ratio) for j in plan(profile)}
+    planned = {(j.group, j.ratio) for j in [*plan(profile), *plan(profile, study=True)]}
     folder = sweep_dir(run_dir)
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
         try:

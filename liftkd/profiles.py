@@ -64,6 +64,13 @@ def _latent_unet(widths: tuple[int, int], norm_num_groups: int) -> UNetConfig:
     )
 
 
+def _grid(ks: tuple[int, ...]) -> tuple[str, ...]:
+    """The K x coarse-term study's objectives: the controls, then LIFT+PLACE at every K with
+    the L1 coarse term (the paper's) and the L2 one (the authors' DiT fork)."""
+    place = [f"lift+place:group_size={k}{c}" for c in ("", ",coarse=l2") for k in ks]
+    return ("nokd", "outkd", "outkd:norm=l1", "lift", *place)
+
+
 _DIT_OBJECTIVES = ("tinyfusion", "tinyfusion:kd=lift+place")
 _LATENT_OBJECTIVES = ("bksdm", "bksdm:kd=lift+place")
 
@@ -109,6 +116,7 @@ def _smoke() -> Profile:
             group_size=4,
             ablations=("lift+place:schedule=none", "lift+place:group_size=16"),
             authors_objectives=("outkd",),
+            grid_objectives=_grid((2, 8)),
             train=TrainConfig(steps=None, batch_size=16, warmup_steps=5),
             evaluations=2,
             eval_samples=60,
@@ -200,6 +208,8 @@ def _cpu() -> Profile:
             ablation_seeds=(0, 1),
             authors_objectives=("outkd", "lift+place"),
             authors_seeds=(0, 1),
+            # make grid: PLACE's K x the coarse norm, beside OutKD (L2 and L1), w/o KD and LIFT
+            grid_objectives=_grid((2, 4, 8, 16, 64)),
         ),
         # the DiT path (notebook 06), sized by a pilot on the GPU machine (2026-11-26; CPU step
         # times there at 2 threads, scaled by the pixel teacher's: 0.29 s there, 0.38 s here):

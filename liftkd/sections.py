@@ -261,6 +261,10 @@ class DistillConfig:
     )
     authors_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
     authors_seeds: tuple[Seed, ...] | None = None  # None: seeds
+    # a study beside the sweep (make grid, not make reproduce): these objectives in one job at
+    # ablation_ratio (job group "grid"), this scale's recipe, on grid_seeds
+    grid_objectives: tuple[str, ...] = ()
+    grid_seeds: tuple[Seed, ...] = (0,)
     # every so many steps, the gradient each objective term puts on eS (liftkd.method.diagnostics); 0: off
     diagnose_every: Index = 25
     # dropout of the students in training (None: the teacher's, as pruned); the authors use 0.1
@@ -279,15 +283,18 @@ class DistillConfig:
             )
         if not self.seeds:
             raise SettingsError("distill.seeds is empty: give at least one training seed")
-        for name in ("ablation_seeds", "authors_seeds"):
+        for name in ("ablation_seeds", "authors_seeds", "grid_seeds"):
             if getattr(self, name) == ():
                 raise SettingsError(
                     f"distill.{name} is empty: give a seed, or null for distill.seeds"
                 )
-        if self.authors_objectives and self.ablation_ratio not in self.ratios:
+        if (
+            self.authors_objectives or self.grid_objectives
+        ) and self.ablation_ratio not in self.ratios:
             raise SettingsError(
                 f"distill.ablation_ratio {self.ablation_ratio} is not one of distill.ratios "
-                f"{self.ratios}: the authors' recipe trains as long as the main job of its ratio"
+                f"{self.ratios}: the authors' recipe and the grid train as long as the main job of "
+                "their ratio"
             )
         if self.authors_train.steps is not None:
             raise SettingsError(

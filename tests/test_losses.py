@@ -194,3 +194,13 @@ def test_lift_without_the_fitnet_term_taps_no_features():
     with pytest.raises(ValueError, match="needs the tapped features"):
         eS = student(inputs["sample"], inputs["timestep"]).sample
         with_term(torch.randn_like(eS), eS, eS.detach())
+
+
+def test_l1_outkd_is_the_absolute_error_summed():
+    eps, eS, eT = _pair((2, 1, 4, 4), dtype=torch.float64)
+    out = build_objective("outkd", norm="l1")(eps, eS, eT)
+    want = (eS - eT).abs().flatten(1).sum(1).mean()
+    torch.testing.assert_close(out.parts["kd"], want)
+    torch.testing.assert_close(out.total, out.parts["task"] + want)
+    with pytest.raises(ValueError, match="norm must be one of"):
+        build_objective("outkd", norm="l3")

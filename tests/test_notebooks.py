@@ -78,7 +78,7 @@ def test_smoke_profile_end_to_end(smoke_run, tmp_path, python):
         assert (figures / png).stat().st_size > 1000
 
     # the sweep: every job, every objective, evaluated at step 0 and at each evaluation step
-    jobs = ["main_r0.5_s0", "main_r0.9_s0", "ablation_r0.9_s0"]
+    jobs = ["main_r0.5_s0", "main_r0.9_s0", "ablation_r0.9_s0", "authors_r0.9_s0"]
     for job in jobs:
         res = json.loads((figures / "04_distill" / f"{job}.json").read_text())["results"]
         assert len(res["rows"]) == len(res["objectives"]) >= 2
@@ -115,6 +115,8 @@ def test_smoke_profile_end_to_end(smoke_run, tmp_path, python):
     )
     assert (figures / "05_fid_table.md").exists() and (figures / "05_fid_vs_ratio.png").exists()
     assert (figures / "05_paired_differences.png").stat().st_size > 1000
+    # the authors' recipe beside this scale's, a table of its own
+    assert "(files: `05_authors_recipe.md`" in claims and "(authors' recipe)" in claims
     # one file of results: the verdicts, then the tables they were decided from
     assert (
         "## The tables behind the verdicts" in claims and "(files: `07_latent_table.md`" in claims
@@ -188,6 +190,13 @@ def test_smoke_profile_end_to_end(smoke_run, tmp_path, python):
     )
     assert changed.returncode != 0 and "train.steps: 20 -> 40" in changed.stderr, changed.stderr
     assert (run_dir / "timings.txt").read_text() == before
+
+    # the K x coarse-term study beside the sweep: its job, then notebook 05 draws and tables it
+    assert "grid_r0.9_s0" not in timings and not (figures / "05_k_grid.png").exists()
+    grid = subprocess.run([*make, "grid"], cwd=REPO, capture_output=True, text=True)
+    assert grid.returncode == 0, grid.stderr[-4000:]
+    assert (figures / "05_k_grid.png").stat().st_size > 1000
+    assert "(files: `05_k_grid.md`" in (figures / "claims.md").read_text()
 
     _dit_and_latent_paths_run_alone_and_resume(smoke_run, tmp_path, python)
 

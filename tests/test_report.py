@@ -315,3 +315,29 @@ def test_the_authors_recipe_is_tabled_beside_this_scales_and_never_mixed_in():
     ]
     labels = [r["label"] for r in report.student_rows(jobs)]
     assert labels == ["OutKD (authors' recipe)", "OutKD"]
+
+
+def test_the_grid_study_is_drawn_from_its_own_rows_and_read_by_no_claim(tmp_path):
+    from liftkd.results import plots
+
+    def row(spec, label, fid):
+        base = {"group": "grid", "ratio": 0.8, "seed": 0, "objective": spec, "label": label}
+        return {**base, "fid": fid, "fid_se": 1.0, "status": "converged"}
+
+    rows = [
+        row("outkd", "OutKD", 30.0),
+        row("outkd:norm=l1", "OutKD (norm=l1)", 33.0),
+        row("lift+place:group_size=16", "K=16", 90.0),
+        row("lift+place:group_size=4", "K=4", 25.0),
+        row("lift+place:group_size=4,coarse=l2", "K=4 l2", 40.0),
+    ]
+    grid = report.grid_lines(rows)
+    assert grid["lines"]["L1"] == ([4, 16], [25.0, 90.0], [1.0, 1.0])
+    assert grid["lines"]["L2"] == ([4], [40.0], [1.0])
+    assert grid["controls"] == {"OutKD": (30.0, 1.0), "OutKD (norm=l1)": (33.0, 1.0)}
+    plots.k_grid(grid, tmp_path / "grid.png")
+    assert (tmp_path / "grid.png").stat().st_size > 1000
+    assert report.grid_lines([]) == {} and plots.k_grid({}, tmp_path / "none.png") is None
+    assert report.write_grid_table([], tmp_path / "none") is None
+    # no claim reads the grid's students, though they share specs with the sweep's
+    assert claims._by(rows) == {}

@@ -57,6 +57,13 @@ def test_cpu_plan_is_the_issue_sweep():
     assert (t.optimizer, t.lr, t.lr_min, t.warmup_steps) == ("adam", 2e-4, 2e-4, 0)
     assert (t.ema_decay, t.antithetic, t.clip, authors.dropout) == (0.9999, True, "model", 0.1)
     assert main.dropout is None and main.train.optimizer == "adamw"
+    # the K x coarse-term study: one job beside the sweep (make grid), not in make reproduce
+    (grid,) = jobs.plan(profile, study=True)
+    assert grid.name == "grid_r0.8_s0" and grid.train == main.train
+    assert {"nokd", "outkd", "outkd:norm=l1", "lift"} <= set(grid.objectives)
+    ks = {parse_spec(s, 16)[1].get("group_size") for s in grid.objectives}
+    assert ks == {None, 2, 4, 8, 16, 64}
+    assert sum("coarse=l2" in s for s in grid.objectives) == 5
     ks = {parse_spec(s, 16)[1]["group_size"] for s in ablation.objectives if "place" in s}
     assert ks == {4, 16}
     for job in planned.values():  # checkpoints fall on evaluation steps, the last at the end

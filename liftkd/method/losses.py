@@ -130,19 +130,29 @@ class TaskOnly(Objective):
         return self.output(task, {"task": task})
 
 
+OUTKD_NORMS = ("l2", "l1")
+
+
 class OutKD(Objective):
-    """``L_task + lam * ||eT - eS||^2``."""
+    """``L_task + lam * ||eT - eS||^2`` (``norm="l1"``: ``lam * ||eT - eS||_1``, the control that
+    asks whether an absolute-value KD term alone does what LIFT's L1 coarse term does)."""
 
     name = "outkd"
     label = "OutKD"
 
-    def __init__(self, lam: float = 1.0):
+    def __init__(self, lam: float = 1.0, norm: str = "l2"):
         super().__init__()
-        self.lam = lam
+        if norm not in OUTKD_NORMS:
+            raise ValueError(f"norm must be one of {OUTKD_NORMS}, got {norm!r}")
+        self.lam, self.norm = lam, norm
 
     def forward(self, eps, eS, eT, fS=None, fT=None, progress=None) -> LossOutput:
         check_outputs(eps, eS, eT)
-        task, kd = task_loss(eS, eps), sq_sum(eS, eT.detach())
+        task = task_loss(eS, eps)
+        if self.norm == "l1":
+            kd = (eS - eT.detach()).abs().flatten(1).sum(1).mean(0)
+        else:
+            kd = sq_sum(eS, eT.detach())
         return self.output(task + self.lam * kd, {"task": task, "kd": kd})
 
 

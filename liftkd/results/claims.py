@@ -30,15 +30,17 @@ OURS = "lift+place"
 
 
 AUTHORS = "authors"  # the job group of the authors' recipe: compared apart (claim 3)
+SWEEP_GROUPS = ("main", "ablation", None)  # this scale's recipe (None: rows without a group)
 OFFLINE = "offline affine (no teacher)"  # notebook 03's teacher-free control (error_study.OFFLINE)
 
 
 def _by(rows: list[dict], group: str | None = None) -> dict[tuple[str, float], list[dict]]:
-    """Rows by (objective, ratio): this scale's recipe (main and ablation jobs) by default, the
-    rows of job group ``group`` when given."""
+    """Rows by (objective, ratio): the sweep's main and ablation jobs by default (not the authors'
+    recipe, nor the grid study, whose students share specs with them), the rows of job group
+    ``group`` when given."""
     out = defaultdict(list)
     for r in rows:
-        if (r.get("group") == group) if group else r.get("group") != AUTHORS:
+        if (r.get("group") == group) if group else r.get("group") in SWEEP_GROUPS:
             out[(r["objective"], float(r["ratio"]))].append(r)
     return out
 

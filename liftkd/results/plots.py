@@ -554,3 +554,35 @@ def backbone_curves(rows: list[dict], path, title: str, teacher_fid: float | Non
         ax.axhline(teacher_fid, color="k", ls=":", label="teacher")
         ax.legend(fontsize=7)
     return finish(fig, path)
+
+
+def k_grid(grid: dict, path, features: str = "classifier features", title: str = ""):
+    """FID against PLACE's K (log scale), one line per coarse norm with ± 2 SE bars, and the
+    controls (w/o KD, OutKD, L1 OutKD, LIFT) as horizontal lines with their ± 2 SE bands
+    (``liftkd.results.report.grid_lines``); nothing drawn, None returned, without the grid."""
+    if not grid:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for norm, (ks, fids, ses) in grid["lines"].items():
+        ax.errorbar(
+            ks,
+            fids,
+            yerr=[2 * s for s in ses],
+            marker="o",
+            capsize=3,
+            label=f"LIFT+PLACE, {norm} coarse",
+        )
+    for i, (name, (fid, se)) in enumerate(grid["controls"].items()):
+        color = f"C{i + 2}"
+        ax.axhline(fid, color=color, ls="--", lw=1, label=name)
+        ax.axhspan(fid - 2 * se, fid + 2 * se, color=color, alpha=0.12)
+    ax.set_xscale("log", base=2)
+    ks = sorted({k for ks, _, _ in grid["lines"].values() for k in ks})
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_yscale("log")
+    ax.set_xlabel("PLACE's group size K (elements per fit)")
+    ax.set_ylabel(f"final FID ({features})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title or "The K x coarse-term grid (make grid)")
+    return finish(fig, path)

@@ -80,7 +80,7 @@ def load_jobs(folder: str | Path, profile=None) -> list[dict]:
     error naming them, never mixed in."""
     wanted = None
     if profile is not None:
-        wanted = {(j.group, float(j.ratio)) for j in plan(profile)}
+        wanted = {(j.group, float(j.ratio)) for j in [*plan(profile), *plan(profile, study=True)]}
     jobs = []
     for path in sorted(Path(folder).glob("*.json")):
         blob = json.loads(path.read_text())
@@ -103,6 +103,7 @@ def load_jobs(folder: str | Path, profile=None) -> list[dict]:
 
 
 AUTHORS = "authors"  # the job group of the authors' recipe (liftkd.stages.sweep.jobs)
+SWEEP_GROUPS = ("main", "ablation")  # this scale's recipe: what the figures of the sweep show
 AUTHORS_LABEL = " (authors' recipe)"  # what its students' labels end with
 
 
@@ -221,7 +222,7 @@ def this_recipe(rows: list[dict], ratio: float | None = None) -> list[dict]:
     return [
         r
         for r in rows
-        if r["group"] != AUTHORS and (ratio is None or math.isclose(float(r["ratio"]), ratio))
+        if r["group"] in SWEEP_GROUPS and (ratio is None or math.isclose(float(r["ratio"]), ratio))
     ]
 
 
@@ -256,6 +257,45 @@ def recipe_table(rows: list[dict], ratio: float) -> list[dict]:
             }
         )
     return out
+
+
+GRID = "grid"  # the job group of the K x coarse-term study (make grid)
+
+
+def grid_lines(rows: list[dict]) -> dict:
+    """The grid study's final FIDs (mean over seeds, mean SE): ``{"lines": {coarse norm: (Ks,
+    FIDs, SEs)}, "controls": {label: (FID, SE)}}`` for the students without a K (w/o KD, OutKD,
+    the L1 OutKD, LIFT); empty without the grid's results."""
+    from liftkd.method.objectives import parse_spec
+
+    by = defaultdict(list)
+    for r in group_rows(rows, GRID):
+        by[r["objective"]].append(r)
+    lines, controls = defaultdict(list), {}
+    for spec, rs in by.items():
+        fid, _ = mean_fid(rs)
+        se = statistics.fmean(_num(r.get("fid_se")) for r in rs)
+        name, options = parse_spec(spec)
+        if name == "lift+place" and "group_size" in options:
+            lines[options.get("coarse", "l1").upper()].append((options["group_size"], fid, se))
+        else:
+            controls[rs[0]["label"]] = (fid, se)
+    if not by:
+        return {}
+    return {
+        "lines": {k: tuple(map(list, zip(*sorted(v), strict=True))) for k, v in lines.items()},
+        "controls": controls,
+    }
+
+
+def write_grid_table(rows: list[dict], path) -> str | None:
+    """The grid study's table (``table`` of its job group), its markdown; None without it."""
+    from liftkd.results.plots import write_table
+
+    grid = table(rows, GRID)
+    if not grid:
+        return None
+    return write_table(grid, path, "The K x coarse-term grid at the aggressive ratio (make grid)")
 
 
 def write_recipe_table(recipes: list[dict], path, ratio: float) -> str | None:
@@ -320,7 +360,7 @@ def samples_at(jobs: list[dict], run_dir, ratio: float, teacher_samples=None, n:
     seed = min(int(j["seed"]) for j in jobs)
     grids = {} if teacher_samples is None else {"teacher": teacher_samples[:n]}
     for job in jobs:
-        if job["group"] == AUTHORS:
+        if job["group"] not in SWEEP_GROUPS:
             continue
         if math.isclose(float(job["ratio"]), ratio) and int(job["seed"]) == seed:
             grids.update(final_samples(run_dir, job["job"], job["labels"], n))
@@ -351,7 +391,7 @@ def diagnosed(jobs: list[dict], ratio: float, specs: list[str]) -> dict:
     seed = min(int(j["seed"]) for j in jobs)
     out = {}
     for job in jobs:
-        if job["group"] == AUTHORS:
+        if job["group"] not in SWEEP_GROUPS:
             continue
         if math.isclose(float(job["ratio"]), ratio) and int(job["seed"]) == seed:
             out.update({s: c for s, c in job["losses"].items() if s in specs})
@@ -361,7 +401,10 @@ def diagnosed(jobs: list[dict], ratio: float, specs: list[str]) -> dict:
 def all_labels(jobs: list[dict]) -> dict[str, str]:
     """``{spec: label}`` over the main and ablation jobs."""
     return {
-        spec: lab for job in jobs if job["group"] != AUTHORS for spec, lab in job["labels"].items()
+        spec: lab
+        for job in jobs
+        if job["group"] in SWEEP_GROUPS
+        for spec, lab in job["labels"].items()
     }
 
 

@@ -3,7 +3,9 @@
 A job is named ``{group}_r{ratio}_s{seed}`` (``main_r0.9_s0``, ``ablation_r0.9_s0``): ``main``
 trains the profile's ``distill.objectives`` at one ratio, ``ablation`` its ``distill.ablations``
 at ``distill.ablation_ratio``, ``authors`` its ``distill.authors_objectives`` there under the
-authors' DDPM recipe (``distill.authors_train``, students' dropout ``distill.authors_dropout``). ``plan(profile)`` lists every job; ``job_from_name`` rebuilds one
+authors' DDPM recipe (``distill.authors_train``, students' dropout ``distill.authors_dropout``);
+``grid`` (``make grid``, a study beside the sweep: ``plan(profile, study=True)``) its
+``distill.grid_objectives`` there, on ``distill.grid_seeds``. ``plan(profile)`` lists every job; ``job_from_name`` rebuilds one
 from its name, which is all that make passes around (``python -m liftkd.stages.sweep list`` prints the
 names, so the ratios and seeds are stated only in the profile).
 """
@@ -18,7 +20,7 @@ from liftkd.config import Profile, TrainConfig
 from liftkd.method.objectives import check_spec
 from liftkd.training.train_state import checkpoint_interval, eval_steps
 
-GROUPS = ("main", "ablation", "authors")
+GROUPS = ("main", "ablation", "authors", "grid")
 # what a run's sweep writes: run_dir/distill/<job>/{checkpoint.pt, history.csv, snapshots/, ...}
 # (liftkd.stages.kd_job: evals.csv, samples_final.pt)
 DISTILL_DIR = "distill"
@@ -86,9 +88,12 @@ def make_job(
             )
         steps = matches[0]
     if objectives is None:
-        objectives = {"main": cfg.objectives, "ablation": cfg.ablations}.get(
-            group, cfg.authors_objectives
-        )
+        objectives = {
+            "main": cfg.objectives,
+            "ablation": cfg.ablations,
+            "authors": cfg.authors_objectives,
+            "grid": cfg.grid_objectives,
+        }[group]
     for spec in objectives:
         check_spec(spec)  # fail here, not an hour into training
     every = eval_steps(steps, cfg.evaluations)[0]
@@ -105,10 +110,16 @@ def make_job(
     )
 
 
-def plan(profile: Profile, seeds: list[int] | None = None) -> list[Job]:
+def plan(profile: Profile, seeds: list[int] | None = None, study: bool = False) -> list[Job]:
     """Every job of the sweep: each ratio's main job for every seed, the ablation job and the
-    authors' recipe for theirs (``seeds`` replaces all three)."""
+    authors' recipe for theirs (``seeds`` replaces all three); with ``study``, the grid's jobs
+    instead (``make grid``)."""
     cfg = profile.distill
+    if study:
+        grid = seeds if seeds is not None else cfg.grid_seeds
+        if not cfg.grid_objectives:
+            return []
+        return [make_job(profile, "grid", cfg.ablation_ratio, s) for s in grid]
     main = seeds if seeds is not None else cfg.seeds
     ablation = seeds if seeds is not None else cfg.ablation_seeds or cfg.seeds
     authors = seeds if seeds is not None else cfg.authors_seeds or cfg.seeds
