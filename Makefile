@@ -38,18 +38,21 @@ SWEEP = $(eval SWEEP := $(shell $(PY) -m liftkd.stages.sweep list --profile $(PR
 	$(PY) -m liftkd.stages.sweep list --profile $(PROFILE) --overrides $(OVERRIDES_ARG) \
 	$(if $(strip $(SEEDS)),--seeds $(SEEDS))),$(SWEEP))
 SWEEP_RESULTS = $(patsubst %,$(RUN_DIR)/distill/%/results.json,$(SWEEP))
-# the K x coarse-term grid at the aggressive ratio: a study beside the sweep (make grid, not in
-# make reproduce); notebook 05 draws it when its results exist
-GRID = $(eval GRID := $(shell $(PY) -m liftkd.stages.sweep list --grid --profile $(PROFILE) \
-	--overrides $(OVERRIDES_ARG) || echo LIST_FAILED))$(if $(filter LIST_FAILED,$(GRID)),$(error \
-	could not list the grid's jobs: $(PY) -m liftkd.stages.sweep list --grid --profile $(PROFILE)),$(GRID))
+# the studies beside the sweep (not in make reproduce; notebook 05 reads their results when they
+# exist): make grid, the K x coarse-term grid at the aggressive ratio; make trend, the main
+# objectives at other ratios (claim 1)
+study_jobs = $(shell $(PY) -m liftkd.stages.sweep list --study $(1) --profile $(PROFILE) \
+	--overrides $(OVERRIDES_ARG) || echo LIST_FAILED)
+STUDY_RESULTS = $(if $(filter LIST_FAILED,$(1)),$(error could not list the study's jobs; see \
+	why with: $(PY) -m liftkd.stages.sweep list --study grid|trend --profile $(PROFILE) \
+	--overrides $(OVERRIDES_ARG)),$(patsubst %,$(RUN_DIR)/distill/%/results.json,$(1)))
 # jobs at once in make reproduce, and torch threads per job (the cores shared between them)
 JOBS ?= 2
 THREADS ?= $(shell n=$$(( $$(nproc) / $(JOBS) )); echo $$(( n > 0 ? n : 1 )))
 # several GPUs: LAUNCH='accelerate launch --multi_gpu --num_processes 4' trains each job under it
 LAUNCH ?=
 
-.PHONY: help venv settings reproduce sweep grid list-sweep dit latent tutorial test unit bench lint lab clean clean-runs
+.PHONY: help venv settings reproduce sweep grid trend list-sweep dit latent tutorial test unit bench lint lab clean clean-runs
 
 help: ## list the targets, target patterns and variables
 	@echo "liftkd: LIFT and PLACE reproduced. Targets:"
@@ -95,10 +98,15 @@ reproduce: settings ## run every notebook of PROFILE, JOBS at a time (the sweep'
 sweep: settings ## the KD jobs of notebook 04 (make -j2 sweep: two at once; SEEDS='0 1 2')
 	+@$(SUBMAKE) $(SWEEP_RESULTS)
 
-# one job per grid seed, one at a time on every core (JOBS=1: THREADS = the cores)
+# grid: one job per seed, on every core (JOBS=1: THREADS = the cores); trend: JOBS at a time
 grid: settings ## the K x coarse-term study at the aggressive ratio (one job, then notebook 05 again)
-	$(if $(strip $(GRID)),,$(error the $(PROFILE) profile has no grid study (distill.grid_objectives)))
-	+@$(SUBMAKE) JOBS=1 $(patsubst %,$(RUN_DIR)/distill/%/results.json,$(GRID))
+	+@$(SUBMAKE) JOBS=1 $(or $(call STUDY_RESULTS,$(call study_jobs,grid)),$(error the \
+		$(PROFILE) profile has no grid study (distill.grid_objectives)))
+	+@$(SUBMAKE) $(RUN_DIR)/05_results.ipynb
+
+trend: settings ## the main objectives at other ratios, for claim 1 (then notebook 05 again)
+	+@$(SUBMAKE) -j$(JOBS) $(or $(call STUDY_RESULTS,$(call study_jobs,trend)),$(error the \
+		$(PROFILE) profile has no trend study (distill.trend_ratios)))
 	+@$(SUBMAKE) $(RUN_DIR)/05_results.ipynb
 
 list-sweep: $(STAMP) ## the sweep's jobs for PROFILE and SEEDS, one per line

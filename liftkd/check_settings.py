@@ -87,9 +87,9 @@ def check_pretrained(profile: Profile) -> None:
 def check_jobs(profile: Profile, run_dir: str) -> None:
     """No KD job folder of the run holds a job made with other settings than these."""
     from liftkd.runs import CorruptFileError
-    from liftkd.stages.sweep.jobs import job_from_name, plan, remember_job, sweep_dir
+    from liftkd.stages.sweep.jobs import every_job, job_from_name, remember_job, sweep_dir
 
-    planned = {(j.group, j.ratio) for j in [*plan(profile), *plan(profile, study=True)]}
+    planned = {(j.group, j.ratio) for j in every_job(profile)}
     folder = sweep_dir(run_dir)
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
         try:

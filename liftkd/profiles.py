@@ -117,6 +117,8 @@ def _smoke() -> Profile:
             ablations=("lift+place:schedule=none", "lift+place:group_size=16"),
             authors_objectives=("outkd",),
             grid_objectives=_grid((2, 8)),
+            trend_ratios=(0.7,),
+            trend_steps=(20,),
             train=TrainConfig(steps=None, batch_size=16, warmup_steps=5),
             evaluations=2,
             eval_samples=60,
@@ -210,6 +212,9 @@ def _cpu() -> Profile:
             authors_seeds=(0, 1),
             # make grid: PLACE's K x the coarse norm, beside OutKD (L2 and L1), w/o KD and LIFT
             grid_objectives=_grid((2, 4, 8, 16, 64)),
+            # make trend: the main objectives at 50% and 70% as at 80% (claim 1 needs 3 ratios)
+            trend_ratios=(0.5, 0.7),
+            trend_steps=(3000, 3000),
         ),
         # the DiT path (notebook 06), sized by a pilot on the GPU machine (2026-11-26; CPU step
         # times there at 2 threads, scaled by the pixel teacher's: 0.29 s there, 0.38 s here):

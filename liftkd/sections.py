@@ -265,6 +265,12 @@ class DistillConfig:
     # ablation_ratio (job group "grid"), this scale's recipe, on grid_seeds
     grid_objectives: tuple[str, ...] = ()
     grid_seeds: tuple[Seed, ...] = (0,)
+    # a study beside the sweep (make trend): the main objectives at these other ratios, each
+    # trained trend_steps (one count per ratio), on trend_seeds; claim 1 reads them with the
+    # main jobs' ratios (it needs three)
+    trend_ratios: tuple[Ratio, ...] = ()
+    trend_steps: tuple[Count, ...] = ()
+    trend_seeds: tuple[Seed, ...] = (0,)
     # every so many steps, the gradient each objective term puts on eS (liftkd.method.diagnostics); 0: off
     diagnose_every: Index = 25
     # dropout of the students in training (None: the teacher's, as pruned); the authors use 0.1
@@ -283,7 +289,18 @@ class DistillConfig:
             )
         if not self.seeds:
             raise SettingsError("distill.seeds is empty: give at least one training seed")
-        for name in ("ablation_seeds", "authors_seeds", "grid_seeds"):
+        if len(self.trend_steps) != len(self.trend_ratios):
+            raise SettingsError(
+                f"distill.trend_steps has {len(self.trend_steps)} entries for "
+                f"{len(self.trend_ratios)} distill.trend_ratios {self.trend_ratios}: give one step "
+                "count per ratio"
+            )
+        if set(self.trend_ratios) & set(self.ratios):
+            raise SettingsError(
+                f"distill.trend_ratios {self.trend_ratios} repeat distill.ratios {self.ratios}: "
+                "the trend study trains the other ratios"
+            )
+        for name in ("ablation_seeds", "authors_seeds", "grid_seeds", "trend_seeds"):
             if getattr(self, name) == ():
                 raise SettingsError(
                     f"distill.{name} is empty: give a seed, or null for distill.seeds"
@@ -306,7 +323,7 @@ class DistillConfig:
                 f"distill.train.steps = {self.train.steps} would not be read: each ratio trains "
                 f"distill.steps (one count per ratio, now {list(self.steps)}); set those instead"
             )
-        uneven = [s for s in self.steps if s % self.evaluations]
+        uneven = [s for s in (*self.steps, *self.trend_steps) if s % self.evaluations]
         if uneven:
             raise SettingsError(
                 f"distill.steps {list(self.steps)}: {uneven} cannot be cut into "

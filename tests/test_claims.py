@@ -76,6 +76,21 @@ def test_claim1_compares_the_baselines_degradation_with_lift_place():
     assert c["verdict"] == "inconclusive" and "fewer than three ratios" in c["why"]
 
 
+def test_claim1_reads_the_trend_study_beside_the_sweep():
+    """One sweep ratio (90%) and the trend study's two (50%, 70%): three ratios, judged."""
+    rows = _rows({**BASE, "lift+place": [9, 19, 100]})
+    for r in rows:
+        if r["ratio"] != 0.9:
+            r["group"] = "trend"
+    c = claims.claim1(rows, [0.9])
+    assert c["verdict"] == "supported" and "50% -> 90%" in c["measured"]  # x40-67 vs x11
+    alone = [r for r in rows if r["group"] == "main"]
+    c = claims.claim1(alone, [0.9])
+    assert c["verdict"] == "inconclusive" and "make trend" in c["why"]
+    # the trend rows are read by claim 1 only
+    assert {r for (_, r) in claims._by(rows)} == {0.9}
+
+
 def test_claim4_needs_a_contrast_at_the_highest_ratio():
     fids = {**BASE, "lift+place": [9, 19, 100]}
     assert claims.claim4(_rows(fids), RATIOS)["verdict"] == "not supported"  # all stable

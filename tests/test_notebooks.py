@@ -197,6 +197,16 @@ def test_smoke_profile_end_to_end(smoke_run, tmp_path, python):
     assert grid.returncode == 0, grid.stderr[-4000:]
     assert (figures / "05_k_grid.png").stat().st_size > 1000
     assert "(files: `05_k_grid.md`" in (figures / "claims.md").read_text()
+    # the trend study: the main objectives at 70% too; claim 1 then has its three ratios
+    trend = subprocess.run([*make, "trend"], cwd=REPO, capture_output=True, text=True)
+    assert trend.returncode == 0, trend.stderr[-4000:]
+    row1 = next(
+        line
+        for line in (figures / "claims.md").read_text().splitlines()
+        if line.startswith("| 1 |")
+    )
+    assert "50% -> 90%" in row1 and "fewer than three ratios" not in row1
+    assert "| 70% |" in (figures / "05_fid_table.md").read_text()
 
     _dit_and_latent_paths_run_alone_and_resume(smoke_run, tmp_path, python)
 

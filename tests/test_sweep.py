@@ -58,12 +58,20 @@ def test_cpu_plan_is_the_issue_sweep():
     assert (t.ema_decay, t.antithetic, t.clip, authors.dropout) == (0.9999, True, "model", 0.1)
     assert main.dropout is None and main.train.optimizer == "adamw"
     # the K x coarse-term study: one job beside the sweep (make grid), not in make reproduce
-    (grid,) = jobs.plan(profile, study=True)
+    (grid,) = jobs.plan(profile, study="grid")
     assert grid.name == "grid_r0.8_s0" and grid.train == main.train
     assert {"nokd", "outkd", "outkd:norm=l1", "lift"} <= set(grid.objectives)
     ks = {parse_spec(s, 16)[1].get("group_size") for s in grid.objectives}
     assert ks == {None, 2, 4, 8, 16, 64}
     assert sum("coarse=l2" in s for s in grid.objectives) == 5
+    # the trend study: the main objectives at 50% and 70%, as long as at 80% (claim 1)
+    trend = {j.name: j for j in jobs.plan(profile, study="trend")}
+    assert set(trend) == {"trend_r0.5_s0", "trend_r0.7_s0"}
+    assert all(j.objectives == main.objectives for j in trend.values())
+    assert {j.train.steps for j in trend.values()} == {main.train.steps}
+    assert jobs.job_from_name(profile, "trend_r0.5_s0") == trend["trend_r0.5_s0"]
+    with pytest.raises(ValueError, match="not in the profile's distill.trend_ratios"):
+        jobs.job_from_name(profile, "trend_r0.6_s0")
     ks = {parse_spec(s, 16)[1]["group_size"] for s in ablation.objectives if "place" in s}
     assert ks == {4, 16}
     for job in planned.values():  # checkpoints fall on evaluation steps, the last at the end

@@ -34,13 +34,14 @@ SWEEP_GROUPS = ("main", "ablation", None)  # this scale's recipe (None: rows wit
 OFFLINE = "offline affine (no teacher)"  # notebook 03's teacher-free control (error_study.OFFLINE)
 
 
-def _by(rows: list[dict], group: str | None = None) -> dict[tuple[str, float], list[dict]]:
+def _by(rows: list[dict], group: str | tuple | None = None) -> dict[tuple[str, float], list[dict]]:
     """Rows by (objective, ratio): the sweep's main and ablation jobs by default (not the authors'
-    recipe, nor the grid study, whose students share specs with them), the rows of job group
+    recipe, nor the studies, whose students share specs with them), the rows of job group(s)
     ``group`` when given."""
+    groups = SWEEP_GROUPS if group is None else (group,) if isinstance(group, str) else group
     out = defaultdict(list)
     for r in rows:
-        if (r.get("group") == group) if group else r.get("group") in SWEEP_GROUPS:
+        if r.get("group") in groups:
             out[(r["objective"], float(r["ratio"]))].append(r)
     return out
 
@@ -80,21 +81,24 @@ def _fmt(x: float) -> str:
 def claim1(rows, ratios, margin: float = 1.5) -> dict:
     """Conventional KD degrades sharply as the ratio grows, judged against LIFT+PLACE's own
     degradation over the same ratios (capacity alone makes every student worse: a growth of the
-    FID is no evidence by itself). Needs at least three ratios. A baseline degrades sharply when
-    it stops generating (diverged, or its FID at the highest ratio not finite) where LIFT+PLACE
-    does not, or when its growth factor FID(highest) / FID(lowest) is at least ``margin`` times
-    LIFT+PLACE's; it does not when its factor is at most LIFT+PLACE's."""
-    g = _by(rows)
+    FID is no evidence by itself). Needs at least three ratios: the sweep's and the trend
+    study's (``make trend``, the main objectives at other ratios). A baseline degrades sharply
+    when it stops generating (diverged, or its FID at the highest ratio not finite) where
+    LIFT+PLACE does not, or when its growth factor FID(highest) / FID(lowest) is at least
+    ``margin`` times LIFT+PLACE's; it does not when its factor is at most LIFT+PLACE's."""
+    g = _by(rows, ("main", "trend", None))
+    ratios = sorted({*ratios, *(float(r["ratio"]) for r in rows if r.get("group") == "trend")})
     text = "Conventional KD degrades sharply, or collapses, as the pruning ratio grows"
     if len(set(ratios)) < 3:
         return {
             "claim": 1,
             "text": text,
-            "measured": f"the sweep trains {len(set(ratios))} ratio(s) "
+            "measured": f"the sweep and the trend study train {len(set(ratios))} ratio(s) "
             f"({', '.join(f'{r:.0%}' for r in sorted(set(ratios)))})",
             "verdict": "inconclusive",
-            "why": "fewer than three ratios: no trend over ratios to judge (notebook 02's capacity "
-            "floor shows how far the students can be cut before they cannot learn at all)",
+            "why": "fewer than three ratios: no trend over ratios to judge (make trend trains the "
+            "main objectives at other ratios; notebook 02's capacity floor shows how far the "
+            "students can be cut before they cannot learn at all)",
         }
     lo, hi = min(ratios), max(ratios)
 

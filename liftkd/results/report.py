@@ -20,7 +20,7 @@ from pathlib import Path
 from liftkd.measure.rules import mean_fid, restatus
 from liftkd.runs import load_torch
 from liftkd.stages.kd_job import FINAL_SAMPLES
-from liftkd.stages.sweep.jobs import check_result_settings, job_dir, plan
+from liftkd.stages.sweep.jobs import check_result_settings, every_job, job_dir
 
 # the DiT and latent paths' tables (notebooks 06 and 07)
 BACKBONE_COLUMNS = [
@@ -80,7 +80,7 @@ def load_jobs(folder: str | Path, profile=None) -> list[dict]:
     error naming them, never mixed in."""
     wanted = None
     if profile is not None:
-        wanted = {(j.group, float(j.ratio)) for j in [*plan(profile), *plan(profile, study=True)]}
+        wanted = {(j.group, float(j.ratio)) for j in every_job(profile)}
     jobs = []
     for path in sorted(Path(folder).glob("*.json")):
         blob = json.loads(path.read_text())
@@ -137,13 +137,17 @@ def backbone_markdown(results: dict | None, kd, title: str) -> str | None:
     return markdown_table(table(rows, group=None, columns=BACKBONE_COLUMNS), title)
 
 
-def table(rows: list[dict], group: str | None = "main", columns=None) -> list[dict]:
+RATIO_GROUPS = ("main", "trend")  # every ratio's main objectives: the sweep's and make trend's
+
+
+def table(rows: list[dict], group: str | tuple | None = "main", columns=None) -> list[dict]:
     """Ratio x objective: FID (mean, sd over seeds), KID, precision, recall, size, status, over
-    the rows of ``group`` (None: every row; the DiT and latent paths' rows have no ratio), with
-    only ``columns`` when given."""
+    the rows of ``group`` (a job group or several; None: every row, as the DiT and latent
+    paths' rows, which have no ratio), with only ``columns`` when given."""
+    groups = (group,) if isinstance(group, str) else group
     cells = defaultdict(list)
     for r in rows:
-        if group is None or r.get("group") == group:
+        if groups is None or r.get("group") in groups:
             ratio = r.get("ratio")
             cells[(None if ratio is None else float(ratio), r["objective"])].append(r)
     order = {o: i for i, o in enumerate(dict.fromkeys(r["objective"] for r in rows))}

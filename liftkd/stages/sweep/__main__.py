@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from liftkd.config import SettingsError, resolve_profile
-from liftkd.stages.sweep.jobs import job_from_name, plan
+from liftkd.stages.sweep.jobs import STUDIES, job_from_name, plan
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> None:
             "--overrides", default="{}", help="profile settings by dotted name, a YAML mapping"
         )
     ls.add_argument("--seeds", type=int, nargs="*", help="training seeds (default: the profile's)")
-    ls.add_argument("--grid", action="store_true", help="the grid study's jobs (make grid)")
+    ls.add_argument(
+        "--study", choices=STUDIES, help="a study's jobs instead (make grid, make trend)"
+    )
     tr.add_argument("--run-dir", required=True, help="the run folder (teacher, students, jobs)")
     for a in (ck, tr):
         a.add_argument("--job", required=True, help="a job name, e.g. main_r0.8_s0")
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         seeds = {"distill.seeds": args.seeds or None} if args.cmd == "list" else {}
         profile = resolve_profile(args.profile, args.overrides, **seeds)
         if args.cmd == "list":
-            print("\n".join(job.name for job in plan(profile, args.seeds or None, args.grid)))
+            print("\n".join(job.name for job in plan(profile, args.seeds or None, args.study)))
             return
         job = job_from_name(profile, args.job)
     except (SettingsError, ValueError) as err:

@@ -4,8 +4,9 @@ A job is named ``{group}_r{ratio}_s{seed}`` (``main_r0.9_s0``, ``ablation_r0.9_s
 trains the profile's ``distill.objectives`` at one ratio, ``ablation`` its ``distill.ablations``
 at ``distill.ablation_ratio``, ``authors`` its ``distill.authors_objectives`` there under the
 authors' DDPM recipe (``distill.authors_train``, students' dropout ``distill.authors_dropout``);
-``grid`` (``make grid``, a study beside the sweep: ``plan(profile, study=True)``) its
-``distill.grid_objectives`` there, on ``distill.grid_seeds``. ``plan(profile)`` lists every job; ``job_from_name`` rebuilds one
+and two studies beside the sweep (``plan(profile, study=...)``, not in ``make reproduce``):
+``grid`` (``make grid``) its ``distill.grid_objectives`` there, on ``distill.grid_seeds``, and
+``trend`` (``make trend``) the main objectives at ``distill.trend_ratios``. ``plan(profile)`` lists every job; ``job_from_name`` rebuilds one
 from its name, which is all that make passes around (``python -m liftkd.stages.sweep list`` prints the
 names, so the ratios and seeds are stated only in the profile).
 """
@@ -20,7 +21,8 @@ from liftkd.config import Profile, TrainConfig
 from liftkd.method.objectives import check_spec
 from liftkd.training.train_state import checkpoint_interval, eval_steps
 
-GROUPS = ("main", "ablation", "authors", "grid")
+GROUPS = ("main", "ablation", "authors", "grid", "trend")
+STUDIES = ("grid", "trend")  # job groups of the studies beside the sweep (make grid, make trend)
 # what a run's sweep writes: run_dir/distill/<job>/{checkpoint.pt, history.csv, snapshots/, ...}
 # (liftkd.stages.kd_job: evals.csv, samples_final.pt)
 DISTILL_DIR = "distill"
@@ -79,17 +81,22 @@ def make_job(
     if not 0 <= seed < 2**32:
         raise ValueError(f"a job's seed must be a whole number from 0 to 2^32 - 1, got {seed}")
     if steps is None:
-        ref = ratio if group == "main" else cfg.ablation_ratio
-        matches = [s for r, s in zip(cfg.ratios, cfg.steps, strict=True) if math.isclose(r, ref)]
+        ref = ratio if group in ("main", "trend") else cfg.ablation_ratio
+        ratios, counts = (
+            (cfg.trend_ratios, cfg.trend_steps) if group == "trend" else (cfg.ratios, cfg.steps)
+        )
+        matches = [s for r, s in zip(ratios, counts, strict=True) if math.isclose(r, ref)]
         if not matches:
+            where = "trend_ratios" if group == "trend" else "ratios"
             raise ValueError(
-                f"ratio {ratio} is not in the profile's distill.ratios {cfg.ratios}; "
+                f"ratio {ratio} is not in the profile's distill.{where} {ratios}; "
                 "pass steps explicitly"
             )
         steps = matches[0]
     if objectives is None:
         objectives = {
             "main": cfg.objectives,
+            "trend": cfg.objectives,
             "ablation": cfg.ablations,
             "authors": cfg.authors_objectives,
             "grid": cfg.grid_objectives,
@@ -110,16 +117,26 @@ def make_job(
     )
 
 
-def plan(profile: Profile, seeds: list[int] | None = None, study: bool = False) -> list[Job]:
+def every_job(profile: Profile) -> list[Job]:
+    """The sweep's jobs and every study's: what a run folder may hold for this profile."""
+    return [*plan(profile), *(j for s in STUDIES for j in plan(profile, study=s))]
+
+
+def plan(profile: Profile, seeds: list[int] | None = None, study: str | None = None) -> list[Job]:
     """Every job of the sweep: each ratio's main job for every seed, the ablation job and the
-    authors' recipe for theirs (``seeds`` replaces all three); with ``study``, the grid's jobs
-    instead (``make grid``)."""
+    authors' recipe for theirs (``seeds`` replaces all three); with ``study`` ("grid" or
+    "trend"), that study's jobs instead."""
     cfg = profile.distill
-    if study:
+    if study == "grid":
         grid = seeds if seeds is not None else cfg.grid_seeds
         if not cfg.grid_objectives:
             return []
         return [make_job(profile, "grid", cfg.ablation_ratio, s) for s in grid]
+    if study == "trend":
+        trend = seeds if seeds is not None else cfg.trend_seeds
+        return [make_job(profile, "trend", r, s) for s in trend for r in cfg.trend_ratios]
+    if study is not None:
+        raise ValueError(f"unknown study {study!r}; choose one of {STUDIES}")
     main = seeds if seeds is not None else cfg.seeds
     ablation = seeds if seeds is not None else cfg.ablation_seeds or cfg.seeds
     authors = seeds if seeds is not None else cfg.authors_seeds or cfg.seeds
