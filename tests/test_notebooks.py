@@ -115,6 +115,8 @@ def test_smoke_profile_end_to_end(smoke_run, tmp_path, python):
     )
     assert (figures / "05_fid_table.md").exists() and (figures / "05_fid_vs_ratio.png").exists()
     assert (figures / "05_paired_differences.png").stat().st_size > 1000
+    # students of two jobs of one seed are paired by one bootstrap in notebook 05
+    assert (figures / "05_cross_paired_se.json").stat().st_size > 100
     # the authors' recipe beside this scale's, a table of its own
     assert "(files: `05_authors_recipe.md`" in claims and "(authors' recipe)" in claims
     # one file of results: the verdicts, then the tables they were decided from

@@ -341,3 +341,32 @@ def test_the_grid_study_is_drawn_from_its_own_rows_and_read_by_no_claim(tmp_path
     assert report.write_grid_table([], tmp_path / "none") is None
     # no claim reads the grid's students, though they share specs with the sweep's
     assert claims._by(rows) == {}
+
+
+def test_students_of_two_jobs_of_one_seed_are_paired_by_one_bootstrap(tmp_path):
+    """Two jobs of one seed: the same sampling noise, so one student and a shifted copy of it
+    in the other job differ by the shift with a paired SE far below the SEs in quadrature."""
+    import torch
+
+    from liftkd.measure import rules
+    from liftkd.runs import save_torch
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(400, 4, generator=g) + 1.0
+    ref = {"mu": torch.zeros(4), "sigma": torch.eye(4)}
+    for name, feats in (("main_r0.8_s0", {"outkd": base}), ("ablation_r0.8_s0", {"x": base + 0.1})):
+        save_torch(
+            {"features": feats, "reference": ref},
+            tmp_path / "distill" / name / kd_job.FINAL_FEATURES,
+        )
+    jobs_ = [{"job": n, "ratio": 0.8, "seed": 0} for n in ("main_r0.8_s0", "ablation_r0.8_s0")]
+    saved = tmp_path / "pairs.json"
+    pairs = report.cross_pairs(jobs_, tmp_path, saved)
+    se = pairs["main_r0.8_s0|outkd"]["ablation_r0.8_s0|x"]
+    a = {"job": "main_r0.8_s0", "objective": "outkd", "seed": 0, "fid": 4.0, "fid_se": 0.2}
+    b = {"job": "ablation_r0.8_s0", "objective": "x", "seed": 0, "fid": 4.9, "fid_se": 0.2}
+    a, b = report.with_pairs([a, b], pairs)
+    assert rules.diff_se(a, b) == se < 0.5 * math.hypot(0.2, 0.2)
+    # without the run folder's features, the saved pairs are read back; without either, none
+    assert report.cross_pairs(jobs_, tmp_path / "gone", saved) == pairs
+    assert report.cross_pairs(jobs_, tmp_path / "gone", tmp_path / "none.json") == {}

@@ -119,12 +119,17 @@ def curve_status(row: dict, threshold: float, within: float, last: int) -> str:
 def diff_se(a: dict, b: dict) -> float:
     """The standard error of FID(a) - FID(b) for two students of one seed. Students of one KD job
     with a bootstrap of their final images (``paired_se``, ``liftkd.measure.bootstrap``) get the
-    paired SE: images resampled jointly, since image i of each comes from the same noise. Others
-    (results from before the bootstrap, or students of two jobs) get sqrt(SE_a^2 + SE_b^2), as if
+    paired SE: images resampled jointly, since image i of each comes from the same noise; so do
+    students of two jobs of one seed once notebook 05 has bootstrapped them together
+    (``cross_paired_se``, ``liftkd.results.report.cross_pairs``). Others (results from before the
+    bootstrap, or without the run folder's features) get sqrt(SE_a^2 + SE_b^2), as if
     independent: their errors are positively correlated, so this is an upper bound."""
     paired = a.get("paired_se") or {}
     if a.get("job") is not None and a.get("job") == b.get("job") and b.get("objective") in paired:
         return nan_of(paired[b["objective"]])
+    across = a.get("cross_paired_se") or {}  # two jobs of one seed: image i from the same noise
+    if f"{b.get('job')}|{b.get('objective')}" in across:
+        return nan_of(across[f"{b['job']}|{b['objective']}"])
     return math.hypot(nan_of(a.get("fid_se", 0.0)), nan_of(b.get("fid_se", 0.0)))
 
 

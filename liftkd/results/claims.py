@@ -429,7 +429,8 @@ def claim5(rows, ratios, ablation_ratio: float, group_size: int) -> dict:
         verdict, why = (
             "inconclusive",
             "; ".join(f"{k}: {v}" for k, v in checks.items())
-            + f" (a difference counts beyond {N_SE:g} SE of the difference on every seed)",
+            + f" (a difference counts beyond {N_SE:g} SE of the difference on every seed, and by "
+            "the seed-level test)",
         )
     return {
         "claim": 5,

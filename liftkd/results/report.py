@@ -124,6 +124,37 @@ def student_rows(jobs: list[dict], profile=None) -> list[dict]:
     return out
 
 
+def cross_pairs(jobs: list[dict], run_dir, saved) -> dict[str, dict[str, float]]:
+    """Paired SEs between the students of different jobs of one (ratio, seed) (``"job|spec"`` ->
+    ``{"job|spec": SE}``, ``liftkd.stages.kd_job.cross_job_bootstrap``) from the final features
+    in ``run_dir``, written to ``saved`` (a JSON file beside the figures); without the run
+    folder's features, what ``saved`` holds ({} without it either: SEs in quadrature then)."""
+    from liftkd.stages.kd_job import cross_job_bootstrap
+
+    groups = defaultdict(dict)
+    for job in jobs:
+        groups[(float(job["ratio"]), int(job["seed"]))][job["job"]] = job_dir(run_dir, job["job"])
+    out = {}
+    for (_, seed), folders in groups.items():
+        if len(folders) > 1:
+            out.update(cross_job_bootstrap(folders, seed))
+    saved = Path(saved)
+    if out:
+        saved.write_text(json.dumps(out, indent=1) + "\n")
+        return out
+    return json.loads(saved.read_text()) if saved.exists() else {}
+
+
+def with_pairs(rows: list[dict], pairs: dict[str, dict[str, float]]) -> list[dict]:
+    """The rows with each student's ``cross_paired_se`` (``cross_pairs``) where it has one."""
+    return [
+        {**r, "cross_paired_se": pairs[key]}
+        if (key := f"{r.get('job')}|{r['objective']}") in pairs
+        else r
+        for r in rows
+    ]
+
+
 def backbone_markdown(results: dict | None, kd, title: str) -> str | None:
     """The table of a DiT or latent path's students (notebook 06 or 07's ``results``) with
     statuses by today's rule and the path's thresholds (``kd``: its ``BackboneKDConfig``); None

@@ -327,6 +327,36 @@ def final_bootstrap(job: KDJob, specs: list[str]) -> dict[str, dict]:
     return bootstrap.summary(have, ref, seed=job.seed)
 
 
+def cross_job_bootstrap(folders: dict[str, Path], seed: int) -> dict[str, dict[str, float]]:
+    """The paired SEs between the students of several jobs of one seed and ratio (``folders``:
+    job name -> folder): their final image i comes from the same noise in every job, so one
+    bootstrap resamples them all jointly (``liftkd.measure.bootstrap.summary``). Keys are
+    ``"job|spec"``; jobs without a features file, or with other image counts or another
+    reference, are left out."""
+    import numpy as np
+
+    feats, ref = {}, None
+    for name, folder in folders.items():
+        path = Path(folder) / FINAL_FEATURES
+        if not path.exists():
+            continue
+        saved = load_torch(
+            path, "a job's final features", "delete it and the job's last evaluation"
+        )
+        mu = saved["reference"]["mu"].double().numpy()
+        sigma = saved["reference"]["sigma"].double().numpy()
+        if ref is None:
+            ref = bootstrap.Reference(mu=mu, sigma=sigma)
+        elif not (np.allclose(mu, ref.mu) and np.allclose(sigma, ref.sigma)):
+            continue
+        for spec, f in saved["features"].items():
+            feats[f"{name}|{spec}"] = f.double().numpy()
+    sizes = {len(f) for f in feats.values()}
+    if len(feats) < 2 or len(sizes) != 1:
+        return {}
+    return {k: v["paired_se"] for k, v in bootstrap.summary(feats, ref, seed=seed).items()}
+
+
 def _num(x) -> float:
     return math.nan if x is None or x == "" else float(x)
 
