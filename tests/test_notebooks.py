@@ -81,7 +81,7 @@ def test_smoke_profile_end_to_end(smoke_run, tmp_path, python):
     jobs = ["main_r0.5_s0", "main_r0.9_s0", "ablation_r0.9_s0", "authors_r0.9_s0"]
     for job in jobs:
         res = json.loads((figures / "04_distill" / f"{job}.json").read_text())["results"]
-        assert len(res["rows"]) == len(res["objectives"]) >= 2
+        assert len(res["rows"]) == len(res["objectives"]) >= 1
         assert {row["status"] for row in res["rows"]} <= {
             "converged",
             "still changing",
