@@ -115,7 +115,7 @@ def _smoke() -> Profile:
             objectives=("nokd", "outkd", "lift+place"),
             group_size=4,
             ablations=("lift+place:schedule=none", "lift+place:group_size=16"),
-            authors_objectives=("outkd",),
+            authors_objectives=("outkd", "lift+place"),  # claim 3 reads both
             grid_objectives=_grid((2, 8)),
             trend_ratios=(0.7,),
             trend_steps=(20,),
