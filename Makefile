@@ -52,7 +52,7 @@ THREADS ?= $(shell n=$$(( $$(nproc) / $(JOBS) )); echo $$(( n > 0 ? n : 1 )))
 # several GPUs: LAUNCH='accelerate launch --multi_gpu --num_processes 4' trains each job under it
 LAUNCH ?=
 
-.PHONY: help venv settings reproduce sweep grid trend list-sweep dit latent tutorial test unit bench lint lab clean clean-runs
+.PHONY: help venv settings reproduce sweep grid trend regime regime-run list-sweep dit latent tutorial test unit bench lint lab clean clean-runs
 
 help: ## list the targets, target patterns and variables
 	@echo "liftkd: LIFT and PLACE reproduced. Targets:"
@@ -108,6 +108,27 @@ trend: settings ## the main objectives at other ratios, for claim 1 (then notebo
 	+@$(SUBMAKE) -j$(JOBS) $(or $(call STUDY_RESULTS,$(call study_jobs,trend)),$(error the \
 		$(PROFILE) profile has no trend study (distill.trend_ratios)))
 	+@$(SUBMAKE) $(RUN_DIR)/05_results.ipynb
+
+# the paper's regime (notebook 08): a run of its own in $(RUN_DIR)/regime, figures in
+# $(FIGURES)/regime, the profile with the regime's overrides (python -m liftkd.stages.regime
+# overrides): notebooks 00-02 on every core, its KD jobs JOBS at a time, then 08, then 05 again
+REGIME_RUN = $(RUN_DIR)/regime
+regime: settings ## the paper's regime: one channel per GroupNorm group, the authors' recipe (notebook 08, then 05 again)
+	+@overrides=$$($(PY) -m liftkd.stages.regime overrides --profile $(PROFILE) \
+		--overrides $(OVERRIDES_ARG)) \
+	&& $(MAKE) --no-print-directory SETTINGS_CHECKED= RUN_DIR=$(REGIME_RUN) \
+		FIGURES=$(FIGURES)/regime OVERRIDES="$$overrides" regime-run
+	+@$(if $(wildcard $(RUN_DIR)/05_results.ipynb),$(SUBMAKE) $(RUN_DIR)/05_results.ipynb,echo \
+		"notebook 05 has not run in $(RUN_DIR): make reproduce puts the regime's verdicts into claims.md")
+
+# inside make regime only (its RUN_DIR, FIGURES and OVERRIDES are the regime run's)
+regime-run: settings
+	+@$(SUBMAKE) JOBS=1 $(RUN_DIR)/02_pruning.ipynb
+	+@$(SUBMAKE) -j$(JOBS) $(SWEEP_RESULTS)
+	+@$(SUBMAKE) JOBS=1 $(RUN_DIR)/08_regime.ipynb
+
+$(RUN_DIR)/08_regime.ipynb: $(RUN_DIR)/02_pruning.ipynb $(wildcard $(RUN_DIR)/distill/*/results.json)
+$(RUN_DIR)/05_results.ipynb: $(wildcard $(RUN_DIR)/regime/08_regime.ipynb)
 
 list-sweep: $(STAMP) ## the sweep's jobs for PROFILE and SEEDS, one per line
 	@printf '%s\n' $(SWEEP)

@@ -10,7 +10,8 @@ The package, against the paper (docs/method.md states each equation and its func
 - ``liftkd.measure``: FID and costs on offline features, the floor, the probe over timesteps,
   the statistical rules, benchmarks (the evaluation protocol);
 - ``liftkd.stages``: one module per notebook stage: teacher, students, capacity floor, error
-  study, the KD job of every backbone, the pixel sweep, the DiT and latent paths;
+  study, the KD job of every backbone, the pixel sweep, the DiT and latent paths, the paper's
+  regime (its run's settings);
 - ``liftkd.results``: tables, the seven claims, figures, exported students;
 - at the top: settings (``config``, ``sections``, ``profiles``), data, run folders (``runs``),
   locks, the settings check, the tutorial's computations.

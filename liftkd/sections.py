@@ -416,6 +416,30 @@ class LatentConfig:
 
 
 @dataclass(frozen=True)
+class RegimeConfig:
+    """The paper's regime at this scale (``make regime``, notebook 08): a teacher whose pruned
+    student keeps about one channel per GroupNorm group at most levels, as the paper's 90% DDPM
+    student does, yet enough parameters to learn from scratch (the capacity floor); the
+    regime's objectives distilled there under the authors' recipe (``distill.authors_train``,
+    students' dropout ``distill.authors_dropout``). It is a run of its own, the profile with
+    ``liftkd.stages.regime.overrides`` applied, in ``<run folder>/regime``. ``unet`` None: the
+    profile has no regime study."""
+
+    unet: UNetConfig | None = None
+    teacher: TrainConfig | None = None  # None: the profile's teacher recipe
+    ratio: Ratio = 0.75
+    steps: Count = 2000
+    objectives: tuple[str, ...] = ("nokd", "outkd", "outkd+featkd", "lift", "lift+place")
+    seeds: tuple[Seed, ...] = (0, 1)
+
+    def __post_init__(self):
+        if not self.seeds:
+            raise SettingsError("regime.seeds is empty: give at least one training seed")
+        if not self.objectives:
+            raise SettingsError("regime.objectives is empty: give the objectives to compare")
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     data: DataConfig
@@ -433,6 +457,8 @@ class Profile:
     distill: DistillConfig
     dit_kd: DiTKDConfig
     latent: LatentConfig
+    # the paper's regime (make regime); the default: none
+    regime: RegimeConfig = RegimeConfig()
     # the features of FID/KID/PR (liftkd.measure.feature_extractor): "classifier" (labelled images) or
     # "autoencoder" (no labels needed), trained here offline; "auto" picks the classifier when the
     # images have labels; "inception": torch-fidelity's InceptionV3

@@ -366,3 +366,66 @@ def test_students_of_one_job_are_compared_on_their_paired_se():
     assert rules.diff_se(a, b) == 1.0 and rules.compare([a], [b]) == -1
     # students of two jobs have no paired SE: back to the bound
     assert rules.diff_se(a, {**b, "job": "other"}) == math.hypot(2.0, 2.0)
+
+
+def _regime(fids: dict[str, float], seeds=(0, 1), se=1.0, status=None):
+    """The regime's rows at 75%: ``fids[objective]`` on every seed (seed s adds s / 10)."""
+    rows = []
+    for s in seeds:
+        for obj, fid in fids.items():
+            f = fid + s / 10
+            rows.append(
+                {
+                    "objective": obj,
+                    "label": obj,
+                    "group": "main",
+                    "ratio": 0.75,
+                    "seed": s,
+                    "fid": f,
+                    "fid_se": se,
+                    "status": (status or {}).get(obj, "converged"),
+                    "fid_curve": {0: 5000.0, 100: f * 1.05, 200: f},
+                    "params": 100,
+                    "steps": 200,
+                }
+            )
+    return rows
+
+
+def test_the_regime_judges_kd_against_no_kd_both_ways():
+    """A baseline degrades in the regime when w/o KD beats it beyond 2 SE of the difference on
+    every seed (SE 1 each: 2.83); collapses when it stops generating where w/o KD does not."""
+
+    def verdict(rows, obj="outkd"):
+        vs = claims.regime_verdicts(rows, 0.75, 16)
+        return next(v for v in vs if v["text"].startswith(obj))["verdict"]
+
+    base = {"nokd": 40.0, "lift": 35.0, "lift+place": 30.0}
+    assert verdict(_regime({**base, "outkd": 43.0})) == "supported"  # 3.0 worse: degrades
+    assert verdict(_regime({**base, "outkd": 42.5})) == "inconclusive"  # 2.5: within noise
+    assert verdict(_regime({**base, "outkd": 36.0})) == "not supported"  # KD helps
+    dead = _regime({**base, "outkd": 41.0}, status={"outkd": "does not generate"})
+    assert verdict(dead) == "supported"
+    both = _regime(
+        {**base, "outkd": 41.0}, status={"outkd": "does not generate", "nokd": "does not generate"}
+    )
+    assert verdict(both) == "inconclusive"  # w/o KD does not generate either
+    vs = claims.regime_verdicts(_regime({**base, "outkd": 43.0, "outkd+featkd": 39.0}), 0.75, 16)
+    assert [v["claim"] for v in vs] == ["R", "R", "R3", "R4", "R5"]
+    assert vs[1]["verdict"] == "inconclusive"  # OutKD+FeatKD 1 better than w/o KD: noise
+    assert vs[2]["verdict"] == "supported"  # LIFT+PLACE beats both baselines
+    assert vs[4]["verdict"] == "supported" and "PLACE adds to LIFT: yes" in vs[4]["why"]
+    nobase = claims.regime_verdicts(_regime({"outkd": 43.0, "lift+place": 30.0}), 0.75, 16)
+    assert nobase[0]["verdict"] == "inconclusive" and "no w/o KD" in nobase[0]["why"]
+
+
+def test_the_regime_section_joins_claims_md_once_it_has_run():
+    checked = claims.check_claims(_rows({**BASE, "lift+place": [9, 19, 100]}), RATIOS, 0.9, 16)
+    before = claims.claims_markdown(checked, "header")
+    assert "paper's regime" not in before
+    verdicts = claims.regime_verdicts(_regime({"nokd": 40.0, "outkd": 43.0}), 0.75, 16)
+    after = claims.claims_markdown(
+        checked, "header", {"header": "the regime", "verdicts": verdicts}
+    )
+    assert after.startswith(before) and "## In the paper's regime" in after
+    assert "| R | outkd collapses or degrades" in after and "the regime" in after

@@ -46,6 +46,7 @@ LAYERS = [
         "stages.teacher",
         "training.distill",
         "stages.sweep.jobs",
+        "stages.regime",
         "tutorial",
         "method.diagnostics",
     },

@@ -210,6 +210,22 @@ def test_smoke_profile_end_to_end(smoke_run, tmp_path, python):
     assert "50% -> 90%" in row1 and "fewer than three ratios" not in row1
     assert "| 70% |" in (figures / "05_fid_table.md").read_text()
 
+    # the paper's regime: a run of its own in run/regime (its teacher, its students cut to one
+    # channel per GroupNorm group, one KD job), notebook 08, then 05 adds its verdicts
+    assert "## In the paper's regime" not in (figures / "claims.md").read_text()
+    reg = subprocess.run([*make, "regime"], cwd=REPO, capture_output=True, text=True)
+    assert reg.returncode == 0, reg.stderr[-4000:]
+    blob = json.loads((figures / "regime" / "08_regime.json").read_text())
+    assert blob["meta"]["profile"]["distill"]["ratios"] == [0.75]
+    s = blob["results"]["shares"]["student"]
+    assert s["one_per_group"] > s["groupnorms"] / 2, s
+    assert len(blob["results"]["table"]) == 5  # w/o KD, OutKD, OutKD+FeatKD, LIFT, LIFT+PLACE
+    assert (figures / "regime" / "08_regime_paired_differences.png").stat().st_size > 1000
+    claims = (figures / "claims.md").read_text()
+    assert "## In the paper's regime" in claims and "\n| R3 |" in claims
+    assert "(files: `regime/08_regime_table.md`" in claims
+    assert "04_distill main_r0.75_s0 (smoke)" in (run_dir / "regime" / "timings.txt").read_text()
+
     _dit_and_latent_paths_run_alone_and_resume(smoke_run, tmp_path, python)
 
 

@@ -558,15 +558,22 @@ def check_claims(
     ]
 
 
-def claims_markdown(claims: list[dict], header: str = "") -> str:
+def claims_markdown(claims: list[dict], header: str = "", regime: dict | None = None) -> str:
+    """The claims' table under its header; then, once ``make regime`` has run (``regime``, as
+    ``report.read_regime`` reads it), the regime study's section (:func:`regime_markdown`)."""
     lines = ["# The paper's claims at this scale", ""]
     if header:
         lines += [header, ""]
-    lines += ["| # | claim | measured | verdict | why |", "|---|---|---|---|---|"]
+    lines += _claim_rows(claims)
+    return "\n".join(lines) + "\n" + regime_markdown(regime)
+
+
+def _claim_rows(claims: list[dict]) -> list[str]:
+    lines = ["| # | claim | measured | verdict | why |", "|---|---|---|---|---|"]
     for c in claims:
         cells = [str(c["claim"]), c["text"], c["measured"], f"**{c['verdict']}**", c["why"]]
         lines.append("| " + " | ".join(x.replace("|", "/") for x in cells) + " |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def with_tables(claims_text: str, tables: dict[str, str | None]) -> str:
@@ -640,4 +647,110 @@ def header(profile, jobs: list[dict], rows: list[dict], capacity: dict | None = 
         + size
         + f"Commit {commit[:10]}. Written by notebook 05 from the saved results; rules in "
         "liftkd/measure/rules.py and liftkd/results/claims.py."
+    )
+
+
+COLLAPSED = ("diverged", "does not generate")
+
+
+def regime_verdicts(rows: list[dict], ratio: float, group_size: int) -> list[dict]:
+    """The regime study's verdicts (``make regime``, notebook 08), in the claims' form: for each
+    conventional KD baseline trained there, "it collapses or degrades in the paper's regime",
+    supported when one of its seeds diverged or does not generate where w/o KD generates, or
+    when w/o KD beats it (:func:`compare`: every seed beyond 2 SE, the seed-level test); not
+    supported when it beats w/o KD; inconclusive within noise. Then claims 3, 4 and 5 judged
+    on the regime's one ratio, by their own rules."""
+    g = _by(rows, "main")
+    base = g[("nokd", ratio)]
+    out = []
+    for o in [o for o in KD_BASELINES if g[(o, ratio)]]:
+        rs = g[(o, ratio)]
+        text = f"{o} collapses or degrades in the paper's regime (against w/o KD)"
+        if not base:
+            out.append(
+                {
+                    "claim": "R",
+                    "text": text,
+                    "measured": f"{o} {_pm(rs)}",
+                    "verdict": "inconclusive",
+                    "why": "no w/o KD student in the regime's job to compare with",
+                }
+            )
+            continue
+        dead = [f"seed {r['seed']}: {r['status']}" for r in rs if r["status"] in COLLAPSED]
+        base_dead = any(r["status"] in COLLAPSED for r in base)
+        c = compare(rs, base)
+        if dead and not base_dead:
+            verdict, why = "supported", f"collapses ({', '.join(dead)}) where w/o KD generates"
+        elif c > 0:
+            verdict, why = "supported", "w/o KD is better beyond the noise: KD degrades"
+        elif c < 0:
+            verdict, why = "not supported", "better than w/o KD beyond the noise: KD helps here"
+        else:
+            verdict, why = "inconclusive", "within the noise of w/o KD (or mixed over seeds)"
+        out.append(
+            {
+                "claim": "R",
+                "text": text,
+                "measured": f"{o} {_pm(rs)}; w/o KD {_pm(base)}; {o} - w/o KD: {_delta(rs, base)}",
+                "verdict": verdict,
+                "why": why,
+            }
+        )
+    for c in (
+        claim3(rows, [ratio]),
+        claim4(rows, [ratio]),
+        claim5(rows, [ratio], ratio, group_size),
+    ):
+        out.append({**c, "claim": f"R{c['claim']}"})
+    return out
+
+
+def regime_markdown(regime: dict | None) -> str:
+    """The regime study's section of claims.md (``regime``: what ``report.read_regime`` reads
+    from notebook 08's results; "" before ``make regime`` has run): its setting, then its
+    verdicts in the claims' table."""
+    if not regime:
+        return ""
+    lines = [
+        "",
+        "## In the paper's regime (make regime, notebook 08; its files in `regime/`)",
+        "",
+        regime["header"],
+        "",
+        *_claim_rows(regime["verdicts"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def regime_header(profile, jobs: list[dict], shares: dict, capacity: dict | None) -> str:
+    """The regime's setting in one paragraph: the teacher and the student (sizes, channels per
+    GroupNorm group, ``liftkd.stages.regime.norm_shares``), the capacity floor at its ratio,
+    the recipe, the steps and seeds, the teacher's FID and the commit."""
+    ratio, d = profile.distill.ratios[0], profile.distill
+    ref = jobs[0]["reference"] if jobs else {}
+    t, s = shares["teacher"], shares["student"]
+    floor = ""
+    if capacity and capacity.get("rows"):
+        row = capacity["rows"][0]
+        floor = (
+            f" From scratch ({row.get('steps', '?')} steps, notebook 02) the {ratio:.0%} "
+            f"student reaches FID {row['fid']:.3g}"
+            + (" and generates." if row.get("generates") else ": it does not learn to generate.")
+        )
+    commit = (jobs[0]["meta"].get("git", {}).get("commit") if jobs else None) or "?"
+    teacher_fid = ref.get("teacher", {}).get("fid")
+    return (
+        f"Teacher U-Net {list(profile.unet.block_out_channels)} in "
+        f"{profile.unet.norm_num_groups} GroupNorm groups, {shares['teacher_params']:,} "
+        f"parameters"
+        + (f", FID {teacher_fid:.3g}" if teacher_fid is not None else "")
+        + f"; cut {ratio:.0%} to {shares['student_params']:,} parameters "
+        f"({shares['student_params'] / shares['teacher_params']:.1%}): "
+        f"{s['one_per_group']} of its {s['groupnorms']} GroupNorms normalise one channel per "
+        f"group (the teacher's: {t['one_per_group']} of {t['groupnorms']})."
+        + floor
+        + f" KD under the authors' recipe ({d.train.optimizer} {d.train.lr:g} flat, EMA "
+        f"{d.train.ema_decay}, dropout {d.student_dropout}, antithetic timesteps) for "
+        f"{d.steps[0]} steps, seeds {list(d.seeds)}; commit {commit[:10]}."
     )

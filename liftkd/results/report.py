@@ -465,3 +465,22 @@ def backbone_tables(backbones: dict, profile) -> dict[str, str | None]:
         )
         for name, stem, kd in paths
     }
+
+
+REGIME_RESULTS = "08_regime.json"  # notebook 08's results, in the regime's figures folder
+REGIME_TABLE = "08_regime_table"  # its table of final FIDs (.md, .csv)
+
+
+def read_regime(folder: str | Path) -> dict | None:
+    """The regime study's results (notebook 08, in ``folder``, the regime's figures) with the
+    commit they were made at, or None before ``make regime`` has run."""
+    return read_backbone(Path(folder) / REGIME_RESULTS)
+
+
+def regime_tables(folder: str | Path, regime: dict | None) -> dict[str, str | None]:
+    """The regime's table of final FIDs for claims.md, keyed by its path from the figures
+    folder (``regime/08_regime_table``); nothing before ``make regime`` has run."""
+    path = Path(folder) / f"{REGIME_TABLE}.md"
+    if regime is None or not path.exists():
+        return {}
+    return {f"{Path(folder).name}/{REGIME_TABLE}": path.read_text()}
