@@ -76,17 +76,27 @@ _DIT_OBJECTIVES = ("tinyfusion", "tinyfusion:kd=lift+place")
 _LATENT_OBJECTIVES = ("bksdm", "bksdm:kd=lift+place")
 
 
+def _regime_unet(unet: UNetConfig, width: int, groups: int, head: int) -> UNetConfig:
+    """The profile's U-Net (its blocks and depth) at one ``width`` at every level, in ``groups``
+    GroupNorm groups and heads of ``head`` channels: the regime study's teacher."""
+    n = len(unet.block_out_channels)
+    return dataclasses.replace(
+        unet, block_out_channels=(width,) * n, norm_num_groups=groups, attention_head_dim=head
+    )
+
+
 def _smoke() -> Profile:
+    unet = UNetConfig(
+        block_out_channels=(20, 40),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=2,
+        attention_head_dim=20,
+    )
     return Profile(
         name="smoke",
         data=DataConfig(name="digits", resolution=8, channels=1),
-        unet=UNetConfig(
-            block_out_channels=(20, 40),
-            down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-            up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-            norm_num_groups=2,
-            attention_head_dim=20,
-        ),
+        unet=unet,
         diffusion=DiffusionConfig(),
         teacher=TrainConfig(steps=60, batch_size=32, warmup_steps=10, checkpoint_every=20),
         sampling=SamplingConfig(num_inference_steps=10, batch_size=100, n_samples=120),
@@ -148,13 +158,7 @@ def _smoke() -> Profile:
         ),
         # 4 channels per group, 75% cut: 1 per group, as the cpu regime's
         regime=RegimeConfig(
-            unet=UNetConfig(
-                block_out_channels=(16, 16),
-                down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-                norm_num_groups=4,
-                attention_head_dim=16,
-            ),
+            unet=_regime_unet(unet, width=16, groups=4, head=16),
             steps=20,
             seeds=(0,),
         ),
@@ -169,18 +173,19 @@ def _cpu() -> Profile:
     backbone_kd = dataclasses.replace(
         backbone_teacher, steps=1500, warmup_steps=100, checkpoint_every=125
     )
+    # 3 GroupNorm groups and 4 heads of 30 channels at 120: 10 channels per group and per head
+    # at every level, so 90% channel pruning leaves 1 per group, a real cut
+    unet = UNetConfig(
+        block_out_channels=(30, 60, 120),
+        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        norm_num_groups=3,
+        attention_head_dim=30,
+    )
     return Profile(
         name="cpu",
         data=DataConfig(name="mnist", resolution=16, channels=1),
-        unet=UNetConfig(
-            # 3 GroupNorm groups and 4 heads of 30 channels at 120: 10 channels per group and
-            # per head at every level, so 90% channel pruning leaves 1 per group, a real cut
-            block_out_channels=(30, 60, 120),
-            down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-            up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-            norm_num_groups=3,
-            attention_head_dim=30,
-        ),
+        unet=unet,
         diffusion=DiffusionConfig(),
         # about 0.38 s a step on 2 cores: 13 minutes
         teacher=TrainConfig(steps=2000, batch_size=64, warmup_steps=200, checkpoint_every=200),
@@ -260,13 +265,7 @@ def _cpu() -> Profile:
         # GroupNorm group; here 16 groups of 4 at every level, cut 75% to (16, 16, 16), one per
         # group, 103k parameters (about the 80% student's 98.6k that learns from scratch, 02)
         regime=RegimeConfig(
-            unet=UNetConfig(
-                block_out_channels=(64, 64, 64),
-                down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-                up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-                norm_num_groups=16,
-                attention_head_dim=16,
-            ),
+            unet=_regime_unet(unet, width=64, groups=16, head=16),
             ratio=0.75,
             steps=2400,  # 6 evaluations of 400 steps; both seeds at once: about 25 minutes
             seeds=(0, 1),
