@@ -252,6 +252,15 @@ def claim2(
     }
 
 
+COLLAPSED = ("diverged", "does not generate")
+
+
+def _generates(*groups: list[dict]) -> bool:
+    """Whether any seed of these rows learned to generate: a comparison where none did (both
+    sides below the capacity floor, or diverged) says nothing about the objectives."""
+    return any(r["status"] not in COLLAPSED for rs in groups for r in rs)
+
+
 def _held_failed(held, failed) -> str:
     return f"holds: {', '.join(held) or 'none'}; fails: {', '.join(failed)}"
 
@@ -259,16 +268,20 @@ def _held_failed(held, failed) -> str:
 def claim3(rows, ratios) -> dict:
     """LIFT+PLACE at least as good as every KD baseline: no baseline wins against it (the rule
     of :func:`compare`: every seed beyond 2 SE of the paired difference, and the seed-level test)
-    at any ratio, under this scale's recipe and, where the sweep has it, the authors'."""
+    at any ratio, under this scale's recipe and, where the sweep has it, the authors'. A pair
+    where neither student generates is left out (and said so); none left: inconclusive."""
     text = "LIFT+PLACE is at least as good as every KD baseline at every pruning ratio"
-    lost, won, parts = [], [], []
+    lost, won, parts, dead, compared = [], [], [], [], 0
     for group, suffix in ((None, ""), (AUTHORS, " (authors' recipe)")):
         g = _by(rows, group)
         for r in sorted(ratios):
             present = [o for o in KD_BASELINES if g[(o, r)]]
             if not g[(OURS, r)] or not present:
                 continue
-            cs = {o: compare(g[(OURS, r)], g[(o, r)]) for o in present}
+            live = [o for o in present if _generates(g[(OURS, r)], g[(o, r)])]
+            dead += [f"{o} at {r:.0%}{suffix}" for o in present if o not in live]
+            cs = {o: compare(g[(OURS, r)], g[(o, r)]) for o in live}
+            compared += len(cs)
             parts.append(
                 f"{r:.0%}{suffix}: LIFT+PLACE {_pm(g[(OURS, r)])}; "
                 + "; ".join(
@@ -286,16 +299,21 @@ def claim3(rows, ratios) -> dict:
             "verdict": "inconclusive",
             "why": "not run",
         }
+    left_out = f"; left out, neither student generates: {', '.join(dead)}" if dead else ""
     if lost:
         verdict = "not supported"
         why = (
             f"beyond {N_SE:g} SE of the difference on every seed (rules.diff_se) and by the "
-            f"seed-level test, better than LIFT+PLACE: {', '.join(lost)}"
+            f"seed-level test, better than LIFT+PLACE: {', '.join(lost)}{left_out}"
         )
+    elif not compared:
+        verdict, why = "inconclusive", "no pair to compare" + left_out
     else:
         verdict = "supported"
-        why = "no KD baseline beats LIFT+PLACE beyond the noise on every seed" + (
-            f"; LIFT+PLACE beats {', '.join(won)}" if won else "; every difference within noise"
+        why = (
+            "no KD baseline beats LIFT+PLACE beyond the noise on every seed"
+            + (f"; LIFT+PLACE beats {', '.join(won)}" if won else "; every difference within noise")
+            + left_out
         )
     return {"claim": 3, "text": text, "measured": " | ".join(parts), "verdict": verdict, "why": why}
 
@@ -381,16 +399,12 @@ def claim5(rows, ratios, ablation_ratio: float, group_size: int) -> dict:
     ablation ratio, each by the rule of :func:`compare`. Pairs where neither student generates
     are left out."""
     g = _by(rows)
-
-    def alive(*groups) -> bool:
-        return any(r["status"] != "does not generate" for rs in groups for r in rs)
-
     parts, checks = [], {}
     for r in sorted(ratios):
         if g[(OURS, r)] and g[("lift", r)]:
             parts.append(f"{r:.0%}: LIFT+PLACE {_pm(g[(OURS, r)])} vs LIFT {_pm(g[('lift', r)])}")
     both = [r for r in sorted(ratios) if g[(OURS, r)] and g[("lift", r)]]
-    both = [r for r in both if alive(g[(OURS, r)], g[("lift", r)])]
+    both = [r for r in both if _generates(g[(OURS, r)], g[("lift", r)])]
     if both:
         checks["PLACE adds to LIFT"] = _direction(
             [compare(g[(OURS, r)], g[("lift", r)]) for r in both]
@@ -405,7 +419,7 @@ def claim5(rows, ratios, ablation_ratio: float, group_size: int) -> dict:
         name = "w = 1" if spec.endswith("=none") else f"w {spec.rsplit('=', 1)[1]}"
         checks[f"adaptive w beats {name}"] = (
             _direction([compare(ours_abl, fixed_rows)])
-            if alive(ours_abl, fixed_rows)
+            if _generates(ours_abl, fixed_rows)
             else "not comparable (neither student generates)"
         )
         parts.append(
@@ -650,15 +664,13 @@ def header(profile, jobs: list[dict], rows: list[dict], capacity: dict | None = 
     )
 
 
-COLLAPSED = ("diverged", "does not generate")
-
-
 def regime_verdicts(rows: list[dict], ratio: float, group_size: int) -> list[dict]:
     """The regime study's verdicts (``make regime``, notebook 08), in the claims' form: for each
     conventional KD baseline trained there, "it collapses or degrades in the paper's regime",
     supported when one of its seeds diverged or does not generate where w/o KD generates, or
     when w/o KD beats it (:func:`compare`: every seed beyond 2 SE, the seed-level test); not
-    supported when it beats w/o KD; inconclusive within noise. Then claims 3, 4 and 5 judged
+    supported when it beats w/o KD; inconclusive within noise, or when neither it nor w/o KD
+    generates (FIDs below the capacity floor compare nothing). Then claims 3, 4 and 5 judged
     on the regime's one ratio, by their own rules."""
     g = _by(rows, "main")
     base = g[("nokd", ratio)]
@@ -680,7 +692,9 @@ def regime_verdicts(rows: list[dict], ratio: float, group_size: int) -> list[dic
         dead = [f"seed {r['seed']}: {r['status']}" for r in rs if r["status"] in COLLAPSED]
         base_dead = any(r["status"] in COLLAPSED for r in base)
         c = compare(rs, base)
-        if dead and not base_dead:
+        if not _generates(rs, base):
+            verdict, why = "inconclusive", "neither it nor w/o KD generates: nothing to compare"
+        elif dead and not base_dead:
             verdict, why = "supported", f"collapses ({', '.join(dead)}) where w/o KD generates"
         elif c > 0:
             verdict, why = "supported", "w/o KD is better beyond the noise: KD degrades"
