@@ -434,6 +434,10 @@ def test_the_regime_judges_kd_against_no_kd_both_ways():
         {**base, "outkd": 30.0}, status={"outkd": "does not generate", "nokd": "does not generate"}
     )
     assert verdict(both) == "inconclusive"  # 10 better, but w/o KD does not generate either
+    none = {o: "does not generate" for o in ("nokd", "outkd", "lift", "lift+place")}
+    vs = claims.regime_verdicts(_regime({**base, "outkd": 41.0}, status=none), 0.75, 16)
+    assert [v["verdict"] for v in vs] == ["inconclusive"] * 4
+    assert "neither generates" in vs[3]["why"] and "no pair to compare" in vs[1]["why"]
     vs = claims.regime_verdicts(_regime({**base, "outkd": 43.0, "outkd+featkd": 39.0}), 0.75, 16)
     assert [v["claim"] for v in vs] == ["R", "R", "R3", "R4", "R5"]
     assert vs[1]["verdict"] == "inconclusive"  # OutKD+FeatKD 1 better than w/o KD: noise

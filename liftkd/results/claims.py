@@ -403,8 +403,8 @@ def claim5(rows, ratios, ablation_ratio: float, group_size: int) -> dict:
     for r in sorted(ratios):
         if g[(OURS, r)] and g[("lift", r)]:
             parts.append(f"{r:.0%}: LIFT+PLACE {_pm(g[(OURS, r)])} vs LIFT {_pm(g[('lift', r)])}")
-    both = [r for r in sorted(ratios) if g[(OURS, r)] and g[("lift", r)]]
-    both = [r for r in both if _generates(g[(OURS, r)], g[("lift", r)])]
+    trained = [r for r in sorted(ratios) if g[(OURS, r)] and g[("lift", r)]]
+    both = [r for r in trained if _generates(g[(OURS, r)], g[("lift", r)])]
     if both:
         checks["PLACE adds to LIFT"] = _direction(
             [compare(g[(OURS, r)], g[("lift", r)]) for r in both]
@@ -434,7 +434,14 @@ def claim5(rows, ratios, ablation_ratio: float, group_size: int) -> dict:
         )
     values = list(checks.values())
     if not values:
-        verdict, why = "inconclusive", "neither LIFT nor the fixed-weight ablation was compared"
+        verdict, why = (
+            "inconclusive",
+            (
+                "LIFT+PLACE and LIFT trained, but neither generates: nothing to compare"
+                if trained
+                else "neither LIFT nor the fixed-weight ablation was compared"
+            ),
+        )
     elif all(v == "better" for v in values):
         verdict, why = "supported", "; ".join(f"{k}: yes" for k in checks)
     elif any(v == "worse" for v in values):
