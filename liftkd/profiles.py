@@ -234,13 +234,16 @@ def _cpu() -> Profile:
             trend_ratios=(0.5, 0.7),
             trend_steps=(3000, 3000),
         ),
-        # the DiT path (notebook 06), sized by a pilot on the GPU machine (2026-11-26; CPU step
-        # times there at 2 threads, scaled by the pixel teacher's: 0.29 s there, 0.38 s here):
-        # a (p2, 6 blocks, width 64) DiT reached FID 117 (500 samples) at 3,000 steps and about
-        # 0.19 s a step here; the student keeps 3 of its 6 blocks, TinyDiT-D14's share of DiT-XL
+        # the DiT path (notebook 06): a (p2, 6 blocks, width 64) DiT, 0.27 s a step at 1 thread.
+        # At 3,000 steps and lr 1e-3 it reached FID 127 (the U-Net teacher: 14.6), still falling
+        # (the GPU pilot: 161 / 117 / 83 at 2,000 / 3,000 / 4,000 steps); pilots here
+        # (docs/experiments.md): width 128 (2.1M parameters, 2.7x the step time) or lr 3e-3 lower
+        # the loss at 500 steps by 8-9%, classifier-free guidance 2 and 3 raises FID to 235 and
+        # 773. So the levers used are steps (8,000) and lr 3e-3; the student keeps 3 of its 6
+        # blocks, TinyDiT-D14's share of DiT-XL
         dit=DiTConfig(num_layers=6, num_attention_heads=4, attention_head_dim=16, patch_size=2),
         dit_kd=DiTKDConfig(
-            teacher=dataclasses.replace(backbone_teacher, steps=3000),
+            teacher=dataclasses.replace(backbone_teacher, steps=8000, lr=3e-3),
             kd=BackboneKDConfig(
                 objectives=_DIT_OBJECTIVES,
                 train=backbone_kd,
