@@ -387,6 +387,23 @@ def test_claim7_verdicts_on_both_sides_of_the_noise():
     assert claims.claim7(_result([2000, 2000], [1500, 1500]), win)["verdict"] == "inconclusive"
 
 
+def test_claim7_names_each_teacher_beside_the_pixel_one():
+    dit = _result([50, 52], [40, 41])
+    dit["reference"]["teacher_final"] = {"fid": 31.25, "fid_se": 1.5}
+    measured = claims.claim7(dit, None, pixel_teacher={"fid": 14.6, "fid_se": 0.83})["measured"]
+    assert (
+        "DiT:" in measured
+        and "(teacher 31.2 ± 1.5; the pixel U-Net teacher 14.6 ± 0.83" in measured
+    )
+    # without the sweep's teacher (jobs saved before it was recorded) the path's own teacher only
+    assert "pixel U-Net teacher" not in claims.claim7(dit, None)["measured"]
+    # the verdict does not depend on it
+    assert (
+        claims.claim7(dit, dit, pixel_teacher={"fid": 14.6})["verdict"]
+        == claims.claim7(dit, dit)["verdict"]
+    )
+
+
 def test_backbone_settings_are_checked():
     with pytest.raises(SettingsError, match="evaluations must divide"):
         get_profile("smoke", **{"dit_kd.kd.evaluations": 3})

@@ -493,9 +493,12 @@ def claim6(rows, place_overhead_pct: float | None) -> dict:
     }
 
 
-def backbone_result(result: dict | None, name: str) -> tuple[str, str]:
+def backbone_result(
+    result: dict | None, name: str, pixel_teacher: dict | None = None
+) -> tuple[str, str]:
     """(outcome, text) of one backbone path's comparison (notebooks 06 and 07's results):
-    outcome "win", "loss", "noise" or "missing"."""
+    outcome "win", "loss", "noise" or "missing". ``pixel_teacher`` (the sweep's teacher, scored
+    as the final FIDs are) is named beside the path's own teacher."""
     if not result:
         return "missing", f"{name}: not run (make dit / make latent)"
     rows, cmp = result["rows"], result["comparison"]
@@ -509,11 +512,14 @@ def backbone_result(result: dict | None, name: str) -> tuple[str, str]:
         fids = ", ".join(f"{_fmt(r['fid'])} ± {_fmt(r['fid_se'])}" for r in mine)
         parts.append(f"{mine[0]['label'] if mine else spec} {fids}")
     commit = f", commit {result['commit'][:7]}" if result.get("commit") else ""
-    text = (
-        f"{name}: "
-        + " vs ".join(parts)
-        + f" (teacher {_fmt(result['reference']['teacher_final']['fid'])}{commit})"
-    )
+    own = result["reference"]["teacher_final"]
+    beside = ""
+    if pixel_teacher and pixel_teacher.get("fid") is not None:
+        beside = f"; the pixel U-Net teacher {_fmt(pixel_teacher['fid'])}"
+        if pixel_teacher.get("fid_se") is not None:
+            beside += f" ± {_fmt(pixel_teacher['fid_se'])}"
+    teacher = _fmt(own["fid"]) + (f" ± {_fmt(own['fid_se'])}" if own.get("fid_se") else "")
+    text = f"{name}: " + " vs ".join(parts) + f" (teacher {teacher}{beside}{commit})"
     generates = all(
         not math.isnan(nan_of(r["fid"])) and nan_of(r["fid"]) < threshold
         for spec in (cmp["baseline"], cmp["ours"])
@@ -525,11 +531,17 @@ def backbone_result(result: dict | None, name: str) -> tuple[str, str]:
     return outcome, text + f"; LIFT+PLACE - recipe: {_delta(by[cmp['ours']], by[cmp['baseline']])}"
 
 
-def claim7(dit: dict | None = None, latent: dict | None = None) -> dict:
+def claim7(
+    dit: dict | None = None, latent: dict | None = None, pixel_teacher: dict | None = None
+) -> dict:
     """Claim 7 from the DiT and latent paths' comparisons (the pixel U-Net is claim 3):
     supported when LIFT+PLACE beats its backbone's own KD recipe beyond noise on every seed of
-    both; not supported when the recipe beats it on either; inconclusive otherwise."""
-    outcomes = [backbone_result(dit, "DiT"), backbone_result(latent, "latent U-Net")]
+    both; not supported when the recipe beats it on either; inconclusive otherwise. Each path's
+    teacher is shown beside ``pixel_teacher`` (same sampler, sample count and features)."""
+    outcomes = [
+        backbone_result(dit, "DiT", pixel_teacher),
+        backbone_result(latent, "latent U-Net", pixel_teacher),
+    ]
     measured = "; ".join(t for _, t in outcomes)
     kinds = [o for o, _ in outcomes]
     if "loss" in kinds:
@@ -562,11 +574,13 @@ def check_claims(
     error_study: dict | None = None,
     place_overhead_pct: float | None = None,
     backbones: dict | None = None,
+    pixel_teacher: dict | None = None,
 ) -> list[dict]:
     """Claims 1-7 with measured numbers and verdicts, from the sweep's per-student rows, notebook
     03's results (``error_study``: the coarse shares after pruning and probe-corrected
     sampling, for claim 2) and, for claim 7, ``backbones``: notebooks 06 and 07's results by
-    name, "dit" and "latent"."""
+    name, "dit" and "latent", beside ``pixel_teacher``, the sweep's teacher scored as the final
+    FIDs are (``report.teacher_final``)."""
     study = error_study or {}
     return [
         claim1(rows, ratios),
@@ -575,7 +589,7 @@ def check_claims(
         claim4(rows, ratios),
         claim5(rows, ratios, ablation_ratio, group_size),
         claim6(rows, place_overhead_pct),
-        claim7(**(backbones or {})),
+        claim7(**(backbones or {}), pixel_teacher=pixel_teacher),
     ]
 
 

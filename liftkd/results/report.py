@@ -372,6 +372,12 @@ def reference_fids(jobs: list[dict]) -> tuple[float, float]:
     return ref["teacher"]["fid"], ref["floor"]["fid"]
 
 
+def teacher_final(jobs: list[dict]) -> dict | None:
+    """The sweep's teacher scored as its students' final FIDs are (sample count, sampler,
+    features): ``{"fid", "fid_se", ...}``, or None for jobs saved before it was recorded."""
+    return jobs[0]["reference"].get("teacher_final")
+
+
 def features_of(jobs: list[dict]) -> str:
     """What the sweep's FIDs are computed on ("classifier features", ...)."""
     return jobs[0]["reference"].get("features", "classifier features")
