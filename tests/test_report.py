@@ -370,3 +370,19 @@ def test_students_of_two_jobs_of_one_seed_are_paired_by_one_bootstrap(tmp_path):
     # without the run folder's features, the saved pairs are read back; without either, none
     assert report.cross_pairs(jobs_, tmp_path / "gone", saved) == pairs
     assert report.cross_pairs(jobs_, tmp_path / "gone", tmp_path / "none.json") == {}
+    # a third job scored here, the first two in another run folder: their saved pair is kept
+    # (not overwritten by this folder's pairs alone), and a job no longer asked for is dropped
+    here = tmp_path / "here"
+    for name in ("grid_r0.8_s0", "trend_r0.8_s0"):
+        save_torch(
+            {"features": {"y": base + 0.2}, "reference": ref},
+            here / "distill" / name / kd_job.FINAL_FEATURES,
+        )
+    new = [{"job": n, "ratio": 0.8, "seed": 0} for n in ("grid_r0.8_s0", "trend_r0.8_s0")]
+    merged = report.cross_pairs(jobs_ + new, here, saved)
+    assert merged["main_r0.8_s0|outkd"]["ablation_r0.8_s0|x"] == se
+    assert "trend_r0.8_s0|y" in merged["grid_r0.8_s0|y"]
+    only = report.cross_pairs(jobs_[:1] + new, here, saved)
+    assert (
+        "ablation_r0.8_s0|x" not in only and "ablation_r0.8_s0|x" not in only["main_r0.8_s0|outkd"]
+    )

@@ -127,8 +127,9 @@ def student_rows(jobs: list[dict], profile=None) -> list[dict]:
 def cross_pairs(jobs: list[dict], run_dir, saved) -> dict[str, dict[str, float]]:
     """Paired SEs between the students of different jobs of one (ratio, seed) (``"job|spec"`` ->
     ``{"job|spec": SE}``, ``liftkd.stages.kd_job.cross_job_bootstrap``) from the final features
-    in ``run_dir``, written to ``saved`` (a JSON file beside the figures); without the run
-    folder's features, what ``saved`` holds ({} without it either: SEs in quadrature then)."""
+    in ``run_dir``, written to ``saved`` (a JSON file beside the figures). A pair whose features
+    are not in ``run_dir`` (a job scored in another run folder) keeps what ``saved`` holds for
+    it; without either, the SEs add in quadrature."""
     from liftkd.stages.kd_job import cross_job_bootstrap
 
     groups = defaultdict(dict)
@@ -139,10 +140,18 @@ def cross_pairs(jobs: list[dict], run_dir, saved) -> dict[str, dict[str, float]]
         if len(folders) > 1:
             out.update(cross_job_bootstrap(folders, seed))
     saved = Path(saved)
+    before = json.loads(saved.read_text()) if saved.exists() else {}
+    names = {job["job"] for job in jobs}
+    merged = {
+        key: {k: v for k, v in partners.items() if k.split("|")[0] in names}
+        for key, partners in before.items()
+        if key.split("|")[0] in names
+    }
+    for key, partners in out.items():
+        merged.setdefault(key, {}).update(partners)
     if out:
-        saved.write_text(json.dumps(out, indent=1) + "\n")
-        return out
-    return json.loads(saved.read_text()) if saved.exists() else {}
+        saved.write_text(json.dumps(merged, indent=1) + "\n")
+    return merged
 
 
 def with_pairs(rows: list[dict], pairs: dict[str, dict[str, float]]) -> list[dict]:
