@@ -230,9 +230,10 @@ def _cpu() -> Profile:
             authors_seeds=(0, 1),
             # make grid: PLACE's K x the coarse norm, beside OutKD (L2 and L1), w/o KD and LIFT
             grid_objectives=_grid((2, 4, 8, 16, 64)),
-            # make trend: the main objectives at 50% and 70% as at 80% (claim 1 needs 3 ratios)
+            # make trend: the main objectives at 50% and 70% as at 80% (claim 1 needs 3 ratios), 2 seeds
             trend_ratios=(0.5, 0.7),
             trend_steps=(3000, 3000),
+            trend_seeds=(0, 1),
         ),
         # the DiT path (notebook 06): a (p2, 6 blocks, width 64) DiT, 0.27 s a step at 1 thread.
         # At 3,000 steps and lr 1e-3 it reached FID 127 (the U-Net teacher: 14.6), still falling

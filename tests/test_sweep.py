@@ -66,7 +66,7 @@ def test_cpu_plan_is_the_issue_sweep():
     assert sum("coarse=l2" in s for s in grid.objectives) == 5
     # the trend study: the main objectives at 50% and 70%, as long as at 80% (claim 1)
     trend = {j.name: j for j in jobs.plan(profile, study="trend")}
-    assert set(trend) == {"trend_r0.5_s0", "trend_r0.7_s0"}
+    assert set(trend) == {f"trend_r{r}_s{s}" for r in (0.5, 0.7) for s in (0, 1)}
     assert all(j.objectives == main.objectives for j in trend.values())
     assert {j.train.steps for j in trend.values()} == {main.train.steps}
     assert jobs.job_from_name(profile, "trend_r0.5_s0") == trend["trend_r0.5_s0"]
