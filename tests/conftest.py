@@ -34,10 +34,11 @@ def smoke_pair(ratio: float = 0.5):
 
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # two workers on two cores: one torch thread each (two threads each spin against each other),
-    # and the same for the commands the tests start
-    torch.set_num_threads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # two workers on two cores: one thread each, torch's and numpy's BLAS (two threads each spin
+    # against each other), and the same for the commands the tests start
+    from liftkd.training.train import set_threads
+
+    set_threads(1)
 
 
 def pytest_collection_modifyitems(items):
