@@ -55,3 +55,39 @@ def test_the_regime_student_normalises_one_channel_per_group(name):
     cut, _ = prune(sweep, max(p.distill.ratios), "magnitude", progress=False)
     if name == "cpu":  # the sweep's 80% student keeps 2, 4 and 8 channels per group
         assert regime.norm_shares(cut)["one_per_group"] == 0
+
+
+def test_a_resnet_block_with_one_channel_per_group_ignores_its_time_embedding():
+    """The count notebook 08 reports (``time_blind``) is of blocks whose output does not move
+    when the time embedding does, and only those."""
+    import torch
+    from diffusers.models.resnet import ResnetBlock2D
+
+    x = torch.randn(2, 16, 8, 8)
+    t1, t2 = torch.randn(2, 32), torch.randn(2, 32)
+    for groups, norm in [(16, "default"), (8, "default"), (16, "scale_shift")]:
+        block = ResnetBlock2D(
+            in_channels=16, temb_channels=32, groups=groups, time_embedding_norm=norm
+        ).eval()
+        with torch.no_grad():
+            moved = (block(x, t1) - block(x, t2)).abs().max().item()
+        assert regime.time_blind(block) == (moved < 1e-5), (groups, norm, moved)
+    assert regime.time_blind(block) is False and moved > 1e-2  # scale_shift sees the timestep
+    p = get_profile("cpu")
+    cut, _ = prune(build_unet(p.regime.unet, 16, 1), p.regime.ratio, "magnitude", progress=False)
+    shares = regime.norm_shares(cut)
+    assert 0 < shares["time_blind"] <= shares["resnets"]
+
+
+def test_the_regime_header_says_how_many_blocks_cannot_see_the_timestep():
+    from liftkd.results.claims import regime_header
+
+    p = resolve_profile("cpu", regime.regime_overrides("cpu"))
+    student = {"groupnorms": 27, "one_per_group": 21, "resnets": 11, "time_blind": 11}
+    teacher = {"groupnorms": 27, "one_per_group": 0, "resnets": 11, "time_blind": 0}
+    shares = {"teacher": teacher, "student": student, "teacher_params": 10, "student_params": 1}
+    assert "11 of its 11 ResNet blocks cannot see the timestep" in regime_header(
+        p, [], shares, None
+    )
+    older = {**shares, "student": {"groupnorms": 27, "one_per_group": 21}}  # saved before the count
+    assert "cannot see" not in regime_header(p, [], older, None)

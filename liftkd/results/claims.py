@@ -758,6 +758,18 @@ def regime_markdown(regime: dict | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _time_blind(student: dict) -> str:
+    """The student's ResNet blocks that cannot see the timestep, as a sentence ("" where the
+    shares predate the count)."""
+    if "time_blind" not in student:
+        return ""
+    return (
+        f" {student['time_blind']} of its {student['resnets']} ResNet blocks cannot see the "
+        "timestep (their time embedding is added just before a GroupNorm of one channel per "
+        "group, which removes it: liftkd.stages.regime.time_blind)."
+    )
+
+
 def regime_header(profile, jobs: list[dict], shares: dict, capacity: dict | None) -> str:
     """The regime's setting in one paragraph: the teacher and the student (sizes, channels per
     GroupNorm group, ``liftkd.stages.regime.norm_shares``), the capacity floor at its ratio,
@@ -784,6 +796,7 @@ def regime_header(profile, jobs: list[dict], shares: dict, capacity: dict | None
         f"({shares['student_params'] / shares['teacher_params']:.1%}): "
         f"{s['one_per_group']} of its {s['groupnorms']} GroupNorms normalise one channel per "
         f"group (the teacher's: {t['one_per_group']} of {t['groupnorms']})."
+        + _time_blind(s)
         + floor
         + f" KD under the authors' recipe ({d.train.optimizer} {d.train.lr:g} flat, EMA "
         f"{d.train.ema_decay}, dropout {d.student_dropout}, antithetic timesteps) for "

@@ -79,17 +79,35 @@ def to_json(tree: dict) -> str:
     return json.dumps(tree, default=lambda v: None if v is NULL else str(v))
 
 
+def time_blind(block: torch.nn.Module) -> bool:
+    """Whether a diffusers ResNet block cannot see the timestep. Its default time embedding is
+    one number per channel added after the first convolution, just before a GroupNorm; with one
+    channel per group, that GroupNorm subtracts each channel's own mean over space, and so the
+    embedding, exactly (tests/test_regime.py shows the output does not move with it)."""
+    norm2, proj = getattr(block, "norm2", None), getattr(block, "time_emb_proj", None)
+    return (
+        isinstance(norm2, torch.nn.GroupNorm)
+        and proj is not None
+        and getattr(block, "time_embedding_norm", None) == "default"
+        and norm2.num_channels == norm2.num_groups
+    )
+
+
 def norm_shares(model: torch.nn.Module) -> dict:
     """How many channels each GroupNorm of ``model`` normalises per group: ``{"groupnorms": n,
     "one_per_group": how many normalise one channel per group, "channels_per_group": {count:
-    layers}}``. The paper's regime has one at most levels."""
+    layers}, "resnets": its ResNet blocks, "time_blind": how many of them cannot see the
+    timestep (:func:`time_blind`)}``. The paper's regime has one at most levels."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
     per = [m.num_channels // m.num_groups for m in norms]
     counts = Counter(per)
+    resnets = [m for m in model.modules() if hasattr(m, "time_emb_proj")]
     return {
         "groupnorms": len(per),
         "one_per_group": counts.get(1, 0),
         "channels_per_group": {str(k): v for k, v in sorted(counts.items())},
+        "resnets": len(resnets),
+        "time_blind": sum(time_blind(m) for m in resnets),
     }
 
 
