@@ -429,6 +429,9 @@ class RegimeConfig:
     teacher: TrainConfig | None = None  # None: the profile's teacher recipe
     ratio: Ratio = 0.75
     steps: Count = 2000
+    # the capacity floor's training steps at the regime's ratio (None: the profile's); a student
+    # with time-blind blocks learns more slowly than the sweep's, so its floor needs more
+    capacity_steps: Count | None = None
     objectives: tuple[str, ...] = ("nokd", "outkd", "outkd+featkd", "lift", "lift+place")
     seeds: tuple[Seed, ...] = (0, 1)
 

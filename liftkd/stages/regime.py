@@ -30,7 +30,8 @@ REGIME_DIR = "regime"  # the regime's run folder and figures folder, inside the 
 
 def overrides(profile: Profile) -> dict:
     """The settings that turn ``profile`` into its regime run, by dotted name: the regime's
-    U-Net and teacher; pruning, the capacity floor and the sweep at ``regime.ratio`` alone;
+    U-Net and teacher; pruning, the capacity floor (``regime.capacity_steps`` long when set) and
+    the sweep at ``regime.ratio`` alone;
     one main job of ``regime.objectives`` on ``regime.seeds`` trained ``regime.steps`` with the
     authors' recipe (``distill.authors_train`` and its dropout); no ablation, authors', grid or
     trend job (their settings would not be read)."""
@@ -50,6 +51,7 @@ def overrides(profile: Profile) -> dict:
         "teacher": plain(reg.teacher or profile.teacher),
         "pruning.ratios": r,
         "capacity.ratios": r,
+        **({"capacity.train.steps": reg.capacity_steps} if reg.capacity_steps else {}),
         "analysis.ratios": r,
         "analysis.corrected_ratios": r,
         "distill.ratios": r,
