@@ -413,6 +413,10 @@ class LatentConfig:
     # "small": the mid block and the second layer of every down and up block (BK-SDM-Small);
     # "base": the second layers only (BK-SDM-Base)
     removal: Literal["small", "base"] = "small"
+    # channel pruning on top of the removal (0: none), as the pixel students are cut (magnitude,
+    # every layer alike); BK-SDM's feature KD then maps the student's block outputs to the
+    # teacher's widths with FitNet adapters
+    width_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
 
 @dataclass(frozen=True)

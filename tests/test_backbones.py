@@ -14,7 +14,7 @@ from liftkd.method.features import feature_widths
 from liftkd.method.lift import lift_terms
 from liftkd.method.objectives import build_objective, label
 from liftkd.method.recipes import feature_weight, masked_feature_kd, outlier_mask
-from liftkd.models.block_removal import bk_sdm_plan, remove_blocks
+from liftkd.models.block_removal import bk_sdm_plan, remove_blocks, removed_blocks
 from liftkd.models.checkpoints import load_model, save_model
 from liftkd.models.presets import build_dit, build_unet
 from liftkd.results import claims
@@ -304,8 +304,44 @@ def test_bksdm_objective_is_its_formula(smoke):
     expected = expected + F.mse_loss(fS[0], fT[0]) + F.mse_loss(fS[1], fT[1])
     assert float(out.total) == pytest.approx(float(expected), rel=1e-6)
     assert not build_objective("bksdm").uses_features  # built by name alone: task + KD
-    with pytest.raises(ValueError, match="equal width"):
-        build_objective("bksdm", student_widths=[20, 40], teacher_widths=[20, 30])
+    assert obj.adapters is None  # block removal alone keeps every width
+
+
+def test_bksdm_maps_a_narrower_students_blocks_to_the_teachers_widths(smoke):
+    """``latent.width_ratio``: the student cut narrower after the removal; BK-SDM's feature
+    term compares adapted block outputs, and the adapters learn with the student."""
+    import dataclasses
+
+    from liftkd.stages.latent import make_student
+
+    teacher = _latent_unet(smoke)
+    narrow = dataclasses.replace(smoke, latent=dataclasses.replace(smoke.latent, width_ratio=0.5))
+    student, plan = make_student(narrow, teacher)
+    wide, _ = make_student(smoke, teacher)
+    assert plan == bk_sdm_plan(teacher) and removed_blocks(student) == plan
+    n = sum(p.numel() for p in student.parameters())
+    assert n < sum(p.numel() for p in wide.parameters()) / 2
+    x = {"sample": torch.randn(2, 4, 4, 4), "timestep": torch.tensor([5, 500])}
+    assert feature_widths(student, x, "blocks") == [10, 20, 20, 10]
+    obj = build_objective("bksdm", student, teacher, x)
+    assert [a.weight.shape[:2] for a in obj.adapters.adapters] == [
+        (20, 10),
+        (40, 20),
+        (40, 20),
+        (20, 10),
+    ]
+    torch.manual_seed(0)
+    eps, eS, eT = torch.randn(3, 2, 4, 4, 4).unbind(0)
+    fS = [torch.randn(2, c, 2, 2) for c in (10, 20, 20, 10)]
+    fT = [torch.randn(2, c, 2, 2) for c in (20, 40, 40, 20)]
+    out = obj(eps, eS, eT, fS, fT, progress=0.3)
+    with torch.no_grad():
+        hS = [a(f) for a, f in zip(obj.adapters.adapters, fS, strict=True)]
+        feat = sum(F.mse_loss(h, t) for h, t in zip(hS, fT, strict=True))
+        expected = F.mse_loss(eS, eps) + F.mse_loss(eS, eT) + feat
+    assert float(out.total.detach()) == pytest.approx(float(expected), rel=1e-6)
+    out.total.backward()
+    assert all(a.weight.grad.abs().sum() > 0 for a in obj.adapters.adapters)
 
 
 # ---------------------------------------------------------------- one KD step, every objective

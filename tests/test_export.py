@@ -169,6 +169,40 @@ print(type(pipe.unet).__name__, pipe.unet.config.layers_per_block, same,
     assert isinstance(load_pipeline(folder), LDMPipeline)
 
 
+@pytest.mark.slow
+def test_a_latent_student_cut_narrower_too_loads_as_a_pruned_unet_without_liftkd(tmp_path):
+    """BK-SDM's cut, then channel pruning (``latent.width_ratio``): the pruned U-Net layout on
+    the cut config (one layer fewer per block, no mid block), in an LDMPipeline."""
+    p = get_profile("smoke")
+    torch.manual_seed(0)
+    teacher = build_unet(p.latent.unet, 4, 4).eval()
+    cut, _ = prune(remove_blocks(teacher, bk_sdm_plan(teacher)), 0.5, "magnitude", progress=False)
+    cut = cut.eval()
+    ae = build_autoencoder(p.latent.autoencoder, 8, 1).eval()
+    scheduler = noise_scheduler(p.diffusion).config
+    folder = export_student(cut, tmp_path / "out", scheduler, autoencoder=ae, latent_scale=0.5)
+    assert json.loads((folder / "unet" / "config.json").read_text())["layers_per_block"] == 1
+    x, t = torch.randn(2, 4, 4, 4), torch.tensor([5, 500])
+    with torch.no_grad():
+        y = cut(x, t).sample
+        assert torch.equal(load_student(folder)(x, t).sample, y)
+    torch.save({"x": x, "t": t, "y": y}, tmp_path / "io.pt")
+    said = _without_liftkd(
+        f"""
+import torch
+from diffusers import LDMPipeline
+pipe = LDMPipeline.from_pretrained({str(folder)!r}, trust_remote_code=True)
+io = torch.load("io.pt")
+with torch.no_grad():
+    same = torch.equal(pipe.unet(io["x"], io["t"]).sample, io["y"])
+images = pipe(batch_size=2, num_inference_steps=3, output_type="np").images
+print(type(pipe.unet).__name__, pipe.unet.mid_block, same, images.shape)
+""",
+        tmp_path,
+    )
+    assert said.split() == ["PrunedUNet2DModel", "None", "True", "(2,", "8,", "8,", "1)"]
+
+
 def test_what_no_diffusers_class_states_keeps_the_liftkd_loader_and_says_why(tmp_path):
     p = get_profile("smoke")
     torch.manual_seed(0)

@@ -156,8 +156,10 @@ class BKSDMKD(RecipeKD):
     """``L_task + lam_out * KD + lam_feat * sum over blocks of mean((fS_l - fT_l)^2)``, weights 1.
 
     The features are the outputs of every down and up block (``feature_level = "blocks"``);
-    block removal keeps the widths, so no adapters are needed and none are made. Built without
-    a student and teacher (``build_objective("bksdm")``) it taps nothing: ``L_task + KD``."""
+    block removal alone keeps the widths, and then no adapters are made. A student also cut
+    narrower (``latent.width_ratio``) has its block outputs mapped to the teacher's widths by
+    FitNet adapters, as TinyFusion's and the pixel FeatKD's are. Built without a student and
+    teacher (``build_objective("bksdm")``) it taps nothing: ``L_task + KD``."""
 
     name = "bksdm"
     label = "BK-SDM KD"
@@ -176,15 +178,13 @@ class BKSDMKD(RecipeKD):
         schedule: str = "adaptive",
     ):
         super().__init__(kd, group_size, coarse, schedule)
-        if student_widths is not None and teacher_widths is not None:
-            if list(student_widths) != list(teacher_widths):
-                raise ValueError(
-                    f"BK-SDM's feature KD pairs blocks of equal width; the student's "
-                    f"{student_widths} differ from the teacher's {teacher_widths}"
-                )
         self.lam_out, self.lam_feat = lam_out, lam_feat
         # built by name alone (no widths), as LIFT: L_task + KD, no features tapped
         self.uses_features = lam_feat > 0 and student_widths is not None
+        self.adapters = None
+        if self.uses_features and teacher_widths is not None:
+            if list(student_widths) != list(teacher_widths):  # (a count mismatch raises there)
+                self.adapters = FitNetAdapters(list(student_widths), list(teacher_widths), tokens)
 
     def forward(self, eps, eS, eT, fS=None, fT=None, progress=None) -> LossOutput:
         check_outputs(eps, eS, eT)
@@ -197,7 +197,8 @@ class BKSDMKD(RecipeKD):
                 raise ValueError(
                     "bksdm needs the block outputs fS and fT of equal count (the same blocks)"
                 )
-            feat = sum(F.mse_loss(s, t.detach()) for s, t in zip(fS, fT, strict=True))
+            hS = self.adapters(fS) if self.adapters is not None else fS
+            feat = sum(F.mse_loss(s, t.detach()) for s, t in zip(hS, fT, strict=True))
             total = total + self.lam_feat * feat
             parts["feat"] = feat
         return self.output(total, parts)

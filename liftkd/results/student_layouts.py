@@ -3,7 +3,8 @@
 ``layout_of(student)`` picks the layout: ``unet`` (a channel-pruned U-Net: no diffusers config
 states it, since its timestep embedding keeps the teacher's width while its first level is
 narrower, so ``unet/pruned_unet.py`` cuts the config's architecture to the weights, see
-``liftkd.models.pruned_unet``), ``plain-unet`` (a U-Net that lost the same layer from every block, as
+``liftkd.models.pruned_unet``; after BK-SDM's cut as well, the config is the cut one),
+``plain-unet`` (a U-Net that lost the same layer from every block, as
 BK-SDM cuts: ``layers_per_block`` one lower), ``transformer`` (a DiT cut in depth:
 ``num_layers``), or ``liftkd`` (anything else: weights and what rebuilds them, read by liftkd).
 The writers fill a folder; ``liftkd.results.student_folder`` moves it into place.
@@ -83,12 +84,13 @@ def layout_of(student: nn.Module) -> tuple[str, str | None]:
         return "liftkd", "its layers were cut narrower than a DiT config can state"
     if removed_blocks(student):
         config = _config_without_blocks(student)
-        if config is not None and _config_states(student, config):
-            return PLAIN_UNET, None
-        return "liftkd", (
-            f"blocks were removed from it unevenly ({', '.join(removed_blocks(student))}), "
-            "which no diffusers config can state"
-        )
+        if config is None:
+            return "liftkd", (
+                f"blocks were removed from it unevenly ({', '.join(removed_blocks(student))}), "
+                "which no diffusers config can state"
+            )
+        # the config states the blocks; a student also cut narrower is a pruned U-Net of it
+        return (PLAIN_UNET if _config_states(student, config) else UNET), None
     return UNET, None
 
 
@@ -111,14 +113,15 @@ def _write_unet(student, folder, scheduler_config, autoencoder=None, latent_scal
     from diffusers import UNet2DModel
     from safetensors.torch import save_file
 
-    plain = _config_without_blocks(student) if removed_blocks(student) else None
-    if plain is not None:
-        model = UNet2DModel.from_config(plain)
+    # BK-SDM's cut: the config with one layer fewer per block (None: the teacher's config)
+    base = _config_without_blocks(student) if removed_blocks(student) else None
+    if base is not None and _config_states(student, base):
+        model = UNet2DModel.from_config(base)
         model.load_state_dict(student.state_dict(), strict=True)
         model.save_pretrained(folder / UNET)
         unet_class = ["diffusers", "UNet2DModel"]
     else:
-        config = plain_config(student)
+        config = dict(base or plain_config(student))
         config.update(
             _class_name=pruned_unet.PrunedUNet2DModel.__name__,
             _diffusers_version=diffusers.__version__,

@@ -9,7 +9,8 @@ for notebook 07.
 - **Its floor.** Held-out images encoded and decoded, scored as samples are: no latent model can
   score better than its autoencoder lets it.
 - **Teacher and student.** A ``UNet2DModel`` trained on the latents with the denoising loss; the
-  student is the teacher with BK-SDM's blocks removed (``liftkd.models.block_removal``).
+  student is the teacher with BK-SDM's blocks removed (``liftkd.models.block_removal``), and
+  with ``latent.width_ratio`` its channels cut as the pixel students' are.
 - **Samples** are drawn in latent space by DDIM (not clamped) and decoded to uint8 images.
 """
 
@@ -25,6 +26,7 @@ from liftkd.config import AutoencoderConfig, Profile
 from liftkd.data import load_splits, to_model_range, to_uint8
 from liftkd.models.block_removal import bk_sdm_plan, remove_blocks
 from liftkd.models.presets import build_unet
+from liftkd.models.pruning import prune
 from liftkd.stages.teacher import denoising_loss
 from liftkd.training.diffusion import noise_scheduler
 from liftkd.training.sampling import ddim_sample, unet_eps
@@ -154,9 +156,13 @@ def train_latent_teacher(
 
 
 def make_student(profile: Profile, teacher: UNet2DModel) -> tuple[UNet2DModel, list[str]]:
-    """The teacher without BK-SDM's blocks (``latent.removal``): (student, what was removed)."""
+    """The teacher without BK-SDM's blocks (``latent.removal``), then cut narrower by
+    ``latent.width_ratio`` if set: (student, what was removed)."""
     plan = bk_sdm_plan(teacher, profile.latent.removal)
-    return remove_blocks(teacher, plan).train().requires_grad_(True), plan
+    student = remove_blocks(teacher, plan)
+    if profile.latent.width_ratio > 0:
+        student, _ = prune(student, profile.latent.width_ratio, "magnitude", progress=False)
+    return student.train().requires_grad_(True), plan
 
 
 def sample_latent(
