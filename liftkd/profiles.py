@@ -281,7 +281,7 @@ def _cpu() -> Profile:
             ratio=0.75,
             steps=2400,  # 6 evaluations of 400 steps
             capacity_steps=2400,  # from scratch it reads FID 923 at 2,400 steps, 3,204 at 1,500
-            seeds=(0, 1),
+            seeds=(0, 1, 2),  # a third: with two, the seed-level test cannot pass
         ),
     )
 

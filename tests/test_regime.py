@@ -24,7 +24,7 @@ def test_the_regime_run_is_the_profile_with_its_unet_ratio_objectives_and_the_au
     smoke = resolve_profile("smoke", regime.regime_overrides("smoke"))  # no steps of its own
     assert smoke.capacity.train == get_profile("smoke").capacity.train
     jobs = plan(run)  # the regime's one job per seed, nothing else of the sweep
-    assert [j.name for j in jobs] == ["main_r0.75_s0", "main_r0.75_s1"]
+    assert [j.name for j in jobs] == [f"main_r0.75_s{s}" for s in (0, 1, 2)]
     assert jobs[0].objectives == ("nokd", "outkd", "outkd+featkd", "lift", "lift+place")
     assert jobs[0].train.optimizer == "adam" and jobs[0].train.lr == jobs[0].train.lr_min == 2e-4
     assert jobs[0].train.antithetic and jobs[0].train.steps == 2400
