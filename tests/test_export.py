@@ -37,6 +37,22 @@ def _and_the_card(folder) -> str:
     return "\n" + text.split("```python\n", 1)[1].split("\n```", 1)[0] + "\nprint(len(images))"
 
 
+def _pruned_unet_check(folder, pipeline: str, printed: str) -> str:
+    """Code that loads ``folder`` as ``pipeline`` with the copied pruned U-Net class, checks its
+    U-Net against io.pt (``same``), samples two images and prints the class, ``printed`` and
+    the images' shape."""
+    return f"""
+import torch
+from diffusers import {pipeline}
+pipe = {pipeline}.from_pretrained({str(folder)!r}, trust_remote_code=True)
+io = torch.load("io.pt")
+with torch.no_grad():
+    same = torch.equal(pipe.unet(io["x"], io["t"]).sample, io["y"])
+images = pipe(batch_size=2, num_inference_steps=3, output_type="np").images
+print(type(pipe.unet).__name__, {printed}, images.shape)
+"""
+
+
 @pytest.fixture(scope="module")
 def pruned():
     p, _, student = smoke_pair(0.7)
@@ -58,18 +74,7 @@ def test_a_pruned_unet_loads_with_plain_diffusers_and_computes_what_it_did(prune
     assert {f.name for f in folder.iterdir()} == {PIPELINE, "unet", "scheduler", CARD, "README.md"}
     _unet_io(student, tmp_path)
     said = _without_liftkd(
-        f"""
-import torch
-from diffusers import DDIMPipeline, LDMPipeline
-pipe = DDIMPipeline.from_pretrained({str(folder)!r}, trust_remote_code=True)
-io = torch.load("io.pt")
-with torch.no_grad():
-    same = torch.equal(pipe.unet(io["x"], io["t"]).sample, io["y"])
-images = pipe(batch_size=2, num_inference_steps=3, output_type="np").images
-print(type(pipe.unet).__name__, same, images.shape)
-"""
-        + _and_the_card(folder),
-        tmp_path,
+        _pruned_unet_check(folder, "DDIMPipeline", "same") + _and_the_card(folder), tmp_path
     )
     assert said.split() == ["PrunedUNet2DModel", "True", "(2,", "8,", "8,", "1)", "16"]
 
@@ -188,17 +193,7 @@ def test_a_latent_student_cut_narrower_too_loads_as_a_pruned_unet_without_liftkd
         assert torch.equal(load_student(folder)(x, t).sample, y)
     torch.save({"x": x, "t": t, "y": y}, tmp_path / "io.pt")
     said = _without_liftkd(
-        f"""
-import torch
-from diffusers import LDMPipeline
-pipe = LDMPipeline.from_pretrained({str(folder)!r}, trust_remote_code=True)
-io = torch.load("io.pt")
-with torch.no_grad():
-    same = torch.equal(pipe.unet(io["x"], io["t"]).sample, io["y"])
-images = pipe(batch_size=2, num_inference_steps=3, output_type="np").images
-print(type(pipe.unet).__name__, pipe.unet.mid_block, same, images.shape)
-""",
-        tmp_path,
+        _pruned_unet_check(folder, "LDMPipeline", "pipe.unet.mid_block, same"), tmp_path
     )
     assert said.split() == ["PrunedUNet2DModel", "None", "True", "(2,", "8,", "8,", "1)"]
 
