@@ -46,6 +46,8 @@ study_jobs = $(shell $(PY) -m liftkd.stages.sweep list --study $(1) --profile $(
 STUDY_RESULTS = $(if $(filter LIST_FAILED,$(1)),$(error could not list the study's jobs; see \
 	why with: $(PY) -m liftkd.stages.sweep list --study grid|trend --profile $(PROFILE) \
 	--overrides $(OVERRIDES_ARG)),$(patsubst %,$(RUN_DIR)/distill/%/results.json,$(1)))
+# when this make started (make reproduce says how long it took)
+STARTED := $(shell date +%s)
 # jobs at once in make reproduce, and torch threads per job (the cores shared between them)
 JOBS ?= 2
 THREADS ?= $(shell n=$$(( $$(nproc) / $(JOBS) )); echo $$(( n > 0 ? n : 1 )))
@@ -93,7 +95,8 @@ settings: $(STAMP) ## check PROFILE, OVERRIDES and the run folder before anythin
 reproduce: settings ## run every notebook of PROFILE, JOBS at a time (the sweep's jobs and 06/07 beside 01-03); results into figures/
 	+@$(SUBMAKE) -j$(JOBS) $(EXECUTED) $(SWEEP_RESULTS) $(BACKBONES)
 	+@$(SUBMAKE) $(RUN_DIR)/05_results.ipynb
-	@echo "done: executed notebooks in $(RUN_DIR), figures and results in $(FIGURES)"
+	@echo "done in $$(( ($$(date +%s) - $(STARTED) + 30) / 60 )) min: executed notebooks in" \
+		"$(RUN_DIR), figures and results in $(FIGURES) (each stage's time: $(RUN_DIR)/timings.txt)"
 
 sweep: settings ## the KD jobs of notebook 04 (make -j2 sweep: two at once; SEEDS='0 1 2')
 	+@$(SUBMAKE) $(SWEEP_RESULTS)

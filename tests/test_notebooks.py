@@ -51,6 +51,8 @@ def smoke_run(tmp_path_factory):
     assert done.returncode == 0, (
         f"make reproduce failed:\n{done.stdout[-4000:]}\n{done.stderr[-6000:]}"
     )
+    # the whole run's wall time closes it, beside where each stage's time is kept
+    assert re.search(r"^done in \d+ min: .*timings\.txt\)$", done.stdout, re.M), done.stdout[-2000:]
     return make, run_dir, figures
 
 

@@ -53,6 +53,7 @@ def ddim_timesteps(train_scheduler: DDPMScheduler, num_inference_steps: int) -> 
     return [int(t) for t in ddim_scheduler(train_scheduler, num_inference_steps).timesteps]
 
 
+@torch.no_grad()  # a sample is never differentiated: no graph through the network's steps
 def ddim_sample(
     eps_fn: EpsFn,
     train_scheduler: DDPMScheduler,
