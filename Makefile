@@ -101,9 +101,9 @@ reproduce: settings ## run every notebook of PROFILE, JOBS at a time (the sweep'
 sweep: settings ## the KD jobs of notebook 04 (make -j2 sweep: two at once; SEEDS='0 1 2')
 	+@$(SUBMAKE) $(SWEEP_RESULTS)
 
-# grid: one job per seed, on every core (JOBS=1: THREADS = the cores); trend: JOBS at a time
-grid: settings ## the K x coarse-term study at the aggressive ratio (one job, then notebook 05 again)
-	+@$(SUBMAKE) JOBS=1 $(or $(call STUDY_RESULTS,$(call study_jobs,grid)),$(error the \
+# the studies' jobs run JOBS at a time (grid: its parts, distill.grid_jobs, of every seed)
+grid: settings ## the K x coarse-term study at the aggressive ratio (its jobs, then notebook 05 again)
+	+@$(SUBMAKE) -j$(JOBS) $(or $(call STUDY_RESULTS,$(call study_jobs,grid)),$(error the \
 		$(PROFILE) profile has no grid study (distill.grid_objectives)))
 	+@$(SUBMAKE) $(RUN_DIR)/05_results.ipynb
 

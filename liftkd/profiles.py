@@ -66,10 +66,11 @@ def _latent_unet(widths: tuple[int, int], norm_num_groups: int) -> UNetConfig:
 
 
 def _grid(ks: tuple[int, ...]) -> tuple[str, ...]:
-    """The K x coarse-term study's objectives: the controls, then LIFT+PLACE at every K with
-    the L1 coarse term (the paper's) and the L2 one (the authors' DiT fork)."""
-    place = [f"lift+place:group_size={k}{c}" for c in ("", ",coarse=l2") for k in ks]
-    return ("nokd", "outkd", "outkd:norm=l1", "lift", *place)
+    """The K x coarse-term study's objectives, as two even halves (``distill.grid_jobs`` 2): the
+    L1 line (LIFT+PLACE at every K with the paper's L1 coarse term) after an L1 OutKD and LIFT,
+    then the L2 line (the authors' DiT fork) after w/o KD and OutKD."""
+    l1, l2 = ([f"lift+place:group_size={k}{c}" for k in ks] for c in ("", ",coarse=l2"))
+    return ("outkd:norm=l1", "lift", *l1, "nokd", "outkd", *l2)
 
 
 _DIT_OBJECTIVES = ("tinyfusion", "tinyfusion:kd=lift+place")
@@ -128,6 +129,7 @@ def _smoke() -> Profile:
             ablations=("lift+place:schedule=none", "lift+place:group_size=16"),
             authors_objectives=("outkd", "lift+place"),  # claim 3 reads both
             grid_objectives=_grid((2, 8)),
+            grid_jobs=2,
             trend_ratios=(0.7,),
             trend_steps=(20,),
             train=TrainConfig(steps=None, batch_size=16, warmup_steps=5),
@@ -230,6 +232,7 @@ def _cpu() -> Profile:
             authors_seeds=(0, 1),
             # make grid: PLACE's K x the coarse norm, beside OutKD (L2 and L1), w/o KD and LIFT
             grid_objectives=_grid((2, 4, 8, 16, 64)),
+            grid_jobs=2,  # 7 students each, side by side (one 14-student job took 113 min)
             # make trend: the main objectives at 50% and 70% as at 80% (claim 1 needs 3 ratios), 2 seeds
             trend_ratios=(0.5, 0.7),
             trend_steps=(3000, 3000),

@@ -265,6 +265,10 @@ class DistillConfig:
     # ablation_ratio (job group "grid"), this scale's recipe, on grid_seeds
     grid_objectives: tuple[str, ...] = ()
     grid_seeds: tuple[Seed, ...] = (0,)
+    # the grid's objectives cut in order into this many jobs of one seed (make grid runs them
+    # JOBS at a time): a job's students share one teacher forward pass, but one job per core
+    # beats one job on every core, and students of one seed pair across jobs (same noises)
+    grid_jobs: Count = 1
     # a study beside the sweep (make trend): the main objectives at these other ratios, each
     # trained trend_steps (one count per ratio), on trend_seeds; claim 1 reads them with the
     # main jobs' ratios (it needs three)
@@ -312,6 +316,11 @@ class DistillConfig:
                 f"distill.ablation_ratio {self.ablation_ratio} is not one of distill.ratios "
                 f"{self.ratios}: the authors' recipe and the grid train as long as the main job of "
                 "their ratio"
+            )
+        if self.grid_objectives and self.grid_jobs > len(self.grid_objectives):
+            raise SettingsError(
+                f"distill.grid_jobs = {self.grid_jobs} would leave a job without a student: the "
+                f"grid has {len(self.grid_objectives)} distill.grid_objectives"
             )
         if self.authors_train.steps is not None:
             raise SettingsError(

@@ -200,6 +200,10 @@ def test_smoke_profile_end_to_end(smoke_run, tmp_path, python):
     grid = subprocess.run([*make, "grid"], cwd=REPO, capture_output=True, text=True)
     assert grid.returncode == 0, grid.stderr[-4000:]
     assert (figures / "05_k_grid.png").stat().st_size > 1000
+    # its two jobs (distill.grid_jobs), and one table of both jobs' 8 students
+    timings = (run_dir / "timings.txt").read_text()
+    assert all(f"04_distill grid_r0.9_s0_p{k} (smoke)" in timings for k in (0, 1))
+    assert (figures / "05_k_grid.md").read_text().count("| 0.9 |") == 8
     assert "(files: `05_k_grid.md`" in (figures / "claims.md").read_text()
     # the trend study: the main objectives at 70% too; claim 1 then has its three ratios
     trend = subprocess.run([*make, "trend"], cwd=REPO, capture_output=True, text=True)

@@ -459,12 +459,33 @@ def test_a_finished_job_with_other_settings_is_refused_not_mixed_in(tmp_path):
     # ran): the same profile, then a longer one
     cpu = get_profile("cpu")
     loaded = {j["job"] for j in load_jobs(REPO / "figures" / "04_distill", cpu)}
-    planned = {jobs.job_name(j.group, j.ratio, j.seed) for j in jobs.plan(cpu)}
-    possible = {jobs.job_name(j.group, j.ratio, j.seed) for j in jobs.every_job(cpu)}
+    planned = {j.name for j in jobs.plan(cpu)}
+    possible = {j.name for j in jobs.every_job(cpu)}
     assert planned <= loaded <= possible and {"trend_r0.5_s0", "trend_r0.7_s0"} <= loaded - planned
     longer = get_profile("cpu", **{"distill.steps": [3600]})
     with pytest.raises(SettingsError, match=r"_r0.8_s0 made with other settings .*3000 -> 3600"):
         load_jobs(REPO / "figures" / "04_distill", longer)
+
+
+def test_a_grid_result_of_an_earlier_split_is_left_out_not_misread(tmp_path):
+    """The cpu grid ran as one job (grid_r0.8_s0) before distill.grid_jobs split it in two; a
+    result of the other split left in the folder is not one of the plan's jobs: notebook 05
+    leaves it out, and reads it under a profile that splits the grid that way."""
+    import json
+
+    from liftkd.results.report import load_jobs
+
+    blob = json.loads((REPO / "figures" / "04_distill" / "main_r0.8_s0.json").read_text())
+    main = dict(blob["results"])
+    (tmp_path / "main_r0.8_s0.json").write_text(json.dumps(blob))
+    one = get_profile("cpu", **{"distill.grid_jobs": 1})
+    grid = {**main, "job": "grid_r0.8_s0", "group": "grid"}
+    grid["objectives"] = list(one.distill.grid_objectives)
+    (tmp_path / "grid_r0.8_s0.json").write_text(json.dumps({**blob, "results": grid}))
+    assert [j["job"] for j in load_jobs(tmp_path, get_profile("cpu"))] == ["main_r0.8_s0"]
+    blob["meta"]["profile"]["distill"]["grid_jobs"] = 1
+    (tmp_path / "grid_r0.8_s0.json").write_text(json.dumps({"results": grid, "meta": blob["meta"]}))
+    assert [j["job"] for j in load_jobs(tmp_path, one)] == ["grid_r0.8_s0", "main_r0.8_s0"]
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import torch
 
-from liftkd.config import TrainConfig, get_profile
+from liftkd.config import SettingsError, TrainConfig, get_profile
 from liftkd.method.losses import LossOutput, Objective
 from liftkd.method.objectives import build_objective, parse_spec
 from liftkd.models.presets import build_unet
@@ -57,13 +57,17 @@ def test_cpu_plan_is_the_issue_sweep():
     assert (t.optimizer, t.lr, t.lr_min, t.warmup_steps) == ("adam", 2e-4, 2e-4, 0)
     assert (t.ema_decay, t.antithetic, t.clip, authors.dropout) == (0.9999, True, "model", 0.1)
     assert main.dropout is None and main.train.optimizer == "adamw"
-    # the K x coarse-term study: one job beside the sweep (make grid), not in make reproduce
-    (grid,) = jobs.plan(profile, study="grid")
-    assert grid.name == "grid_r0.8_s0" and grid.train == main.train
-    assert {"nokd", "outkd", "outkd:norm=l1", "lift"} <= set(grid.objectives)
-    ks = {parse_spec(s, 16)[1].get("group_size") for s in grid.objectives}
-    assert ks == {None, 2, 4, 8, 16, 64}
-    assert sum("coarse=l2" in s for s in grid.objectives) == 5
+    # the K x coarse-term study beside the sweep (make grid), not in make reproduce: two jobs of
+    # one seed, the L1 line with an L1 OutKD and LIFT, the L2 line with w/o KD and OutKD
+    l1, l2 = jobs.plan(profile, study="grid")
+    assert (l1.name, l2.name) == ("grid_r0.8_s0_p0", "grid_r0.8_s0_p1")
+    assert l1.train == l2.train == main.train and l1.group == l2.group == "grid"
+    assert l1.objectives[:2] == ("outkd:norm=l1", "lift") and l2.objectives[:2] == ("nokd", "outkd")
+    for part, coarse in ((l1, "l1"), (l2, "l2")):
+        place = [parse_spec(s, 16)[1] for s in part.objectives[2:]]
+        assert [o["group_size"] for o in place] == [2, 4, 8, 16, 64]
+        assert {o.get("coarse", "l1") for o in place} == {coarse}  # L1: the default
+    assert jobs.job_from_name(profile, "grid_r0.8_s0_p1") == l2
     # the trend study: the main objectives at 50% and 70%, as long as at 80% (claim 1)
     trend = {j.name: j for j in jobs.plan(profile, study="trend")}
     assert set(trend) == {f"trend_r{r}_s{s}" for r in (0.5, 0.7) for s in (0, 1)}
@@ -96,6 +100,32 @@ def test_bad_jobs_fail_before_training():
         with pytest.raises(ValueError, match="main_r0.9_s0"):
             jobs.parse_job_name(bad)
     assert jobs.parse_job_name("ablation_r0.9_s2") == ("ablation", 0.9, 2)
+    assert jobs.split_job_name("grid_r0.8_s1_p1") == ("grid", 0.8, 1, 1)
+    for bad in ("grid_r0.8_s0_1", "grid_r0.8_s0_p", "grid_r0.8_s0_p1_p2"):
+        with pytest.raises(ValueError, match="grid_r0.8_s0_p1"):
+            jobs.split_job_name(bad)
+    # a split study's job needs its part, an unsplit one none, and only the grid has parts
+    for name, match in (
+        ("grid_r0.8_s0", "runs as 2 jobs"),
+        ("grid_r0.8_s0_p2", "runs as 2 jobs"),
+        ("main_r0.8_s0_p0", "only the grid"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            jobs.job_from_name(profile, name)
+    one = get_profile("cpu", **{"distill.grid_jobs": 1})
+    assert jobs.job_from_name(one, "grid_r0.8_s0").objectives == one.distill.grid_objectives
+    with pytest.raises(ValueError, match="one job"):
+        jobs.job_from_name(one, "grid_r0.8_s0_p0")
+    with pytest.raises(SettingsError, match="grid_jobs = 15 would leave a job without a student"):
+        get_profile("cpu", **{"distill.grid_jobs": 15})
+
+
+def test_a_split_grid_keeps_every_objective_once_in_order():
+    items = tuple("abcdefg")
+    for parts in range(1, 8):
+        split = jobs.split_in_order(items, parts)
+        assert len(split) == parts and sum(split, ()) == items
+        assert max(map(len, split)) - min(map(len, split)) <= 1 and all(split)
 
 
 def test_a_job_is_rebuilt_from_its_name_alone():

@@ -20,7 +20,7 @@ from pathlib import Path
 from liftkd.measure.rules import mean_fid, restatus
 from liftkd.runs import load_torch
 from liftkd.stages.kd_job import FINAL_SAMPLES
-from liftkd.stages.sweep.jobs import check_result_settings, every_job, job_dir
+from liftkd.stages.sweep.jobs import check_result_settings, every_job, job_dir, split_job_name
 
 # the DiT and latent paths' tables (notebooks 06 and 07)
 BACKBONE_COLUMNS = [
@@ -74,13 +74,13 @@ def final_samples(run_dir: str | Path, job_name: str, labels: dict[str, str], n:
 
 def load_jobs(folder: str | Path, profile=None) -> list[dict]:
     """Every job result in ``folder`` (its ``results`` with ``meta`` beside), sorted by name.
-    With ``profile``, only the results of that profile's sweep: its name, and a (group, ratio)
-    that its plan trains (any seed), so that files of an earlier plan left in the folder are not
-    mixed in; a job of the plan made with other settings (steps, objectives, evaluations) is an
-    error naming them, never mixed in."""
+    With ``profile``, only the results of that profile's sweep: its name, and a (group, ratio,
+    part) that its plan trains (any seed), so that files of an earlier plan left in the folder
+    (a grid study split otherwise) are not mixed in; a job of the plan made with other settings
+    (steps, objectives, evaluations) is an error naming them, never mixed in."""
     wanted = None
     if profile is not None:
-        wanted = {(j.group, float(j.ratio)) for j in every_job(profile)}
+        wanted = {(j.group, float(j.ratio), j.part) for j in every_job(profile)}
     jobs = []
     for path in sorted(Path(folder).glob("*.json")):
         blob = json.loads(path.read_text())
@@ -89,7 +89,8 @@ def load_jobs(folder: str | Path, profile=None) -> list[dict]:
             continue
         if profile is not None and (
             blob.get("meta", {}).get("profile", {}).get("name") != profile.name
-            or (res.get("group"), float(res.get("ratio", -1))) not in wanted
+            or (res.get("group"), float(res.get("ratio", -1)), _part(res.get("job", path.stem)))
+            not in wanted
         ):
             continue
         if profile is not None:
@@ -100,6 +101,15 @@ def load_jobs(folder: str | Path, profile=None) -> list[dict]:
             f"no job results in {folder}: run the sweep first (make sweep PROFILE=...)"
         )
     return jobs
+
+
+def _part(name: str) -> int | None | str:
+    """The part of a split study's job named ``name`` (None: not split; a name that does not
+    parse: itself, which no plan wants)."""
+    try:
+        return split_job_name(name)[3]
+    except ValueError:
+        return name
 
 
 AUTHORS = "authors"  # the job group of the authors' recipe (liftkd.stages.sweep.jobs)

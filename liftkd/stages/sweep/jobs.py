@@ -5,8 +5,10 @@ trains the profile's ``distill.objectives`` at one ratio, ``ablation`` its ``dis
 at ``distill.ablation_ratio``, ``authors`` its ``distill.authors_objectives`` there under the
 authors' DDPM recipe (``distill.authors_train``, students' dropout ``distill.authors_dropout``);
 and two studies beside the sweep (``plan(profile, study=...)``, not in ``make reproduce``):
-``grid`` (``make grid``) its ``distill.grid_objectives`` there, on ``distill.grid_seeds``, and
-``trend`` (``make trend``) the main objectives at ``distill.trend_ratios``. ``plan(profile)`` lists every job; ``job_from_name`` rebuilds one
+``grid`` (``make grid``) its ``distill.grid_objectives`` there, on ``distill.grid_seeds`` (split
+in order into ``distill.grid_jobs`` parts, ``grid_r0.8_s0_p0``, ``grid_r0.8_s0_p1``, ...: jobs
+side by side whose students pair as one job's do), and ``trend`` (``make trend``) the main
+objectives at ``distill.trend_ratios``. ``plan(profile)`` lists every job; ``job_from_name`` rebuilds one
 from its name, which is all that make passes around (``python -m liftkd.stages.sweep list`` prints the
 names, so the ratios and seeds are stated only in the profile).
 """
@@ -52,18 +54,45 @@ class Job:
     train: TrainConfig  # resolved: steps, seed, checkpoint interval
     evaluations: int = 4
     dropout: float | None = None  # the students' dropout in training (None: as pruned)
+    part: int | None = None  # which part of a study split into several jobs (distill.grid_jobs)
 
     @property
     def name(self) -> str:
-        return job_name(self.group, self.ratio, self.seed)
+        return job_name(self.group, self.ratio, self.seed, self.part)
 
     @property
     def eval_steps(self) -> list[int]:
         return eval_steps(self.train.steps, self.evaluations)
 
 
-def job_name(group: str, ratio: float, seed: int) -> str:
-    return f"{group}_r{ratio:g}_s{seed}"
+def job_name(group: str, ratio: float, seed: int, part: int | None = None) -> str:
+    return f"{group}_r{ratio:g}_s{seed}" + ("" if part is None else f"_p{part}")
+
+
+def split_in_order(items: tuple[str, ...], parts: int) -> list[tuple[str, ...]]:
+    """``items`` cut in order into ``parts`` runs as even as possible (the first ones longer)."""
+    size, extra = divmod(len(items), parts)
+    out, start = [], 0
+    for k in range(parts):
+        end = start + size + (k < extra)
+        out.append(tuple(items[start:end]))
+        start = end
+    return out
+
+
+def _grid_part(cfg, part: int | None) -> tuple[str, ...]:
+    """The objectives of the grid study's job ``part`` (None: the study unsplit)."""
+    if cfg.grid_jobs == 1:
+        if part is not None:
+            raise ValueError("the grid study is one job (distill.grid_jobs 1): its name has no _p")
+        return cfg.grid_objectives
+    if part is None or not 0 <= part < cfg.grid_jobs:
+        names = ", ".join(f"_p{k}" for k in range(cfg.grid_jobs))
+        raise ValueError(
+            f"the grid study runs as {cfg.grid_jobs} jobs (distill.grid_jobs): its names end "
+            f"with one of {names}"
+        )
+    return split_in_order(cfg.grid_objectives, cfg.grid_jobs)[part]
 
 
 def make_job(
@@ -73,11 +102,15 @@ def make_job(
     seed: int,
     objectives: list[str] | None = None,
     steps: int | None = None,
+    part: int | None = None,
 ) -> Job:
-    """The job of ``group`` at ``ratio`` and ``seed``, resolved from the profile."""
+    """The job of ``group`` at ``ratio`` and ``seed`` (and ``part``, for a grid study split
+    into several jobs), resolved from the profile."""
     cfg = profile.distill
     if group not in GROUPS:
         raise ValueError(f"unknown job group {group!r}; choose one of {GROUPS}")
+    if part is not None and group != "grid":
+        raise ValueError(f"only the grid study's jobs come in parts, not a {group!r} job")
     if not 0 <= seed < 2**32:
         raise ValueError(f"a job's seed must be a whole number from 0 to 2^32 - 1, got {seed}")
     if steps is None:
@@ -93,13 +126,14 @@ def make_job(
                 "pass steps explicitly"
             )
         steps = matches[0]
-    if objectives is None:
+    if objectives is None and group == "grid":
+        objectives = _grid_part(cfg, part)
+    elif objectives is None:
         objectives = {
             "main": cfg.objectives,
             "trend": cfg.objectives,
             "ablation": cfg.ablations,
             "authors": cfg.authors_objectives,
-            "grid": cfg.grid_objectives,
         }[group]
     for spec in objectives:
         check_spec(spec)  # fail here, not an hour into training
@@ -113,7 +147,14 @@ def make_job(
     )
     dropout = cfg.authors_dropout if group == "authors" else cfg.student_dropout
     return Job(
-        group, float(ratio), int(seed), tuple(objectives), train_cfg, cfg.evaluations, dropout
+        group,
+        float(ratio),
+        int(seed),
+        tuple(objectives),
+        train_cfg,
+        cfg.evaluations,
+        dropout,
+        part,
     )
 
 
@@ -131,7 +172,10 @@ def plan(profile: Profile, seeds: list[int] | None = None, study: str | None = N
         grid = seeds if seeds is not None else cfg.grid_seeds
         if not cfg.grid_objectives:
             return []
-        return [make_job(profile, "grid", cfg.ablation_ratio, s) for s in grid]
+        parts = [None] if cfg.grid_jobs == 1 else range(cfg.grid_jobs)
+        return [
+            make_job(profile, "grid", cfg.ablation_ratio, s, part=k) for s in grid for k in parts
+        ]
     if study == "trend":
         trend = seeds if seeds is not None else cfg.trend_seeds
         return [make_job(profile, "trend", r, s) for s in trend for r in cfg.trend_ratios]
@@ -161,22 +205,31 @@ def job_dir(run_dir: str | Path, job: Job | str) -> Path:
 
 
 def parse_job_name(name: str) -> tuple[str, float, int]:
-    """``"main_r0.9_s0"`` -> ("main", 0.9, 0)."""
+    """``"main_r0.9_s0"`` -> ("main", 0.9, 0) (``split_job_name`` also reads a part)."""
+    return split_job_name(name)[:3]
+
+
+def split_job_name(name: str) -> tuple[str, float, int, int | None]:
+    """``"grid_r0.8_s0_p1"`` -> ("grid", 0.8, 0, 1); ``"main_r0.9_s0"`` -> ("main", 0.9, 0, None)."""
     try:
-        group, r, s = name.split("_")
-        if not (r.startswith("r") and s.startswith("s")):
+        group, r, s, *p = name.split("_")
+        if not (r.startswith("r") and s.startswith("s")) or len(p) > 1:
             raise ValueError
-        return group, float(r[1:]), int(s[1:])
+        if p and not (p[0].startswith("p") and p[0][1:].isdigit()):
+            raise ValueError
+        return group, float(r[1:]), int(s[1:]), int(p[0][1:]) if p else None
     except ValueError:
-        raise ValueError(f"job names look like main_r0.9_s0, got {name!r}") from None
+        raise ValueError(
+            f"job names look like main_r0.9_s0 (a study's part: grid_r0.8_s0_p1), got {name!r}"
+        ) from None
 
 
 def job_from_name(
     profile: Profile, name: str, objectives: list[str] | None = None, steps: int | None = None
 ) -> Job:
     """The job called ``name`` (``main_r0.9_s0``), resolved from the profile."""
-    group, ratio, seed = parse_job_name(name)
-    return make_job(profile, group, ratio, seed, objectives, steps)
+    group, ratio, seed, part = split_job_name(name)
+    return make_job(profile, group, ratio, seed, objectives, steps, part)
 
 
 def job_settings(profile: Profile, job: Job) -> dict:
@@ -211,7 +264,7 @@ def remember_job(run_dir: str | Path, job: Job, profile: Profile, write: bool = 
         saved = json.loads(results.read_text()).get("meta", {}).get("profile")
         if saved:
             before = validate_recorded(saved)
-            then = job_settings(before, make_job(before, job.group, job.ratio, job.seed))
+            then = job_settings(before, job_from_name(before, job.name))
             remember_at(record, then, what, write=True)
     remember_at(record, job_settings(profile, job), what, write)
 
