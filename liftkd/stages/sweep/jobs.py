@@ -220,7 +220,7 @@ def split_job_name(name: str) -> tuple[str, float, int, int | None]:
         return group, float(r[1:]), int(s[1:]), int(p[0][1:]) if p else None
     except ValueError:
         raise ValueError(
-            f"job names look like main_r0.9_s0 (a study's part: grid_r0.8_s0_p1), got {name!r}"
+            f"job names look like main_r0.9_s0, got {name!r} (a split study's part: grid_r0.8_s0_p1)"
         ) from None
 
 
