@@ -343,6 +343,54 @@ def test_the_grid_study_is_drawn_from_its_own_rows_and_read_by_no_claim(tmp_path
     assert claims._by(rows) == {}
 
 
+def test_the_grid_sets_each_k_against_its_controls_with_paired_ses(tmp_path):
+    def row(spec, label, fid, seed=0, job="grid_r0.8_s0_p0", paired=None):
+        return {
+            "group": "grid",
+            "job": job,
+            "ratio": 0.8,
+            "seed": seed,
+            "objective": spec,
+            "label": label,
+            "fid": fid,
+            "fid_se": 3.0,
+            "status": "converged",
+            "steps": 3000,
+            "paired_se": paired or {},
+        }
+
+    k4 = "lift+place:group_size=4"
+    rows = [
+        # K=4 is 5 below OutKD with a paired SE of 1 (beyond 2 SE; in quadrature, 4.2, it
+        # would not be), 1 below LIFT with a paired SE of 1 (within 2 SE)
+        row(k4, "K=4", 25.0, paired={"outkd": 1.0, "lift": 1.0}),
+        row("outkd", "OutKD", 30.0),
+        row("lift", "LIFT", 26.0),
+        row("nokd", "w/o KD", 20.0),  # no control of the grid table: no column
+        # the L1 OutKD in the other job of the seed: paired across jobs
+        {
+            **row("outkd:norm=l1", "OutKD (norm=l1)", 21.0, job="grid_r0.8_s0_p1"),
+            "cross_paired_se": {f"grid_r0.8_s0_p0|{k4}": 1.5},
+        },
+    ]
+    rows[0]["cross_paired_se"] = {"grid_r0.8_s0_p1|outkd:norm=l1": 1.5}
+    table = report.grid_paired_table(rows)
+    assert [line["objective"] for line in table] == ["K=4"]
+    line = table[0]
+    assert line["- OutKD"] == "-5 ± 1 (K better)"
+    assert line["- LIFT"] == "-1 ± 1 (within noise)"
+    assert line["- OutKD (norm=l1)"] == "+4 ± 1.5 (control better)"
+    assert "- w/o KD" not in line
+    # a second seed: beyond 2 SE on both, but t = 4.5 / 0.5 = 9 is below 12.7 (2 seeds)
+    rows.append(row(k4, "K=4", 26.0, seed=1, job="grid_r0.8_s1_p0", paired={"outkd": 1.0}))
+    rows.append(row("outkd", "OutKD", 30.0, seed=1, job="grid_r0.8_s1_p0"))
+    assert report.grid_paired_table(rows)[0]["- OutKD"] == "-5 ± 1, -4 ± 1 (within noise)"
+    text = report.write_grid_table(rows, tmp_path / "05_k_grid")
+    assert "Each K against the grid's controls" in text
+    assert (tmp_path / "05_k_grid_paired.md").read_text() in text
+    assert (tmp_path / "05_k_grid_paired.csv").exists()
+
+
 def test_students_of_two_jobs_of_one_seed_are_paired_by_one_bootstrap(tmp_path):
     """Two jobs of one seed: the same sampling noise, so one student and a shifted copy of it
     in the other job differ by the shift with a paired SE far below the SEs in quadrature."""

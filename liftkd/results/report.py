@@ -283,7 +283,8 @@ def this_recipe(rows: list[dict], ratio: float | None = None) -> list[dict]:
 def recipe_table(rows: list[dict], ratio: float) -> list[dict]:
     """Each objective of the authors' recipe at ``ratio`` beside the same objective under this
     scale's recipe (the main job): final FID per recipe (mean ± sd over seeds, mean SE), the
-    difference authors - this scale seed by seed (two jobs: SEs in quadrature, an upper bound),
+    difference authors - this scale seed by seed (two jobs of one seed sample the same noises:
+    the paired SE across jobs, ``cross_paired_se``, or SEs in quadrature without it),
     its seed-level mean and SE, and the verdict of ``rules.compare``."""
     from liftkd.measure.rules import comparison
 
@@ -342,6 +343,40 @@ def grid_lines(rows: list[dict]) -> dict:
     }
 
 
+GRID_BASELINES = ("outkd", "outkd:norm=l1", "lift")  # what each K is set against
+
+
+def grid_paired_table(rows: list[dict]) -> list[dict]:
+    """Each LIFT+PLACE student of the grid study (a K and a coarse norm) against the grid's
+    OutKD, L1 OutKD and LIFT of the same seed: FID(K) - FID(control) seed by seed with its
+    paired SE (same noises within a job and across the grid's jobs, ``rules.diff_se``), and
+    the outcome of ``rules.comparison`` ("K better", "control better" or "within noise";
+    with one seed, the per-seed test alone). Empty without the grid's results."""
+    from liftkd.measure.rules import comparison
+    from liftkd.method.objectives import parse_spec
+
+    by = defaultdict(list)
+    for r in group_rows(rows, GRID):
+        by[r["objective"]].append(r)
+    controls = [(spec, by[spec]) for spec in GRID_BASELINES if by.get(spec)]
+    words = {-1: "K better", 1: "control better", 0: "within noise"}
+    out = []
+    for spec, rs in by.items():
+        name, options = parse_spec(spec)
+        if name != "lift+place" or "group_size" not in options:
+            continue
+        line = {"objective": rs[0]["label"], "fid": _cell(rs)}
+        for _, base in controls:
+            c = comparison(rs, base)
+            diffs = ", ".join(
+                "diverged" if math.isnan(p["diff"]) else f"{p['diff']:+.3g} ± {p['se']:.2g}"
+                for p in c["per_seed"]
+            )
+            line[f"- {base[0]['label']}"] = f"{diffs} ({words[c['outcome']]})"
+        out.append(line)
+    return out
+
+
 def write_grid_table(rows: list[dict], path) -> str | None:
     """The grid study's table (``table`` of its job group), its markdown; None without it."""
     from liftkd.results.plots import write_table
@@ -349,7 +384,20 @@ def write_grid_table(rows: list[dict], path) -> str | None:
     grid = table(rows, GRID)
     if not grid:
         return None
-    return write_table(grid, path, "The K x coarse-term grid at the aggressive ratio (make grid)")
+    markdown = write_table(
+        grid, path, "The K x coarse-term grid at the aggressive ratio (make grid)"
+    )
+    paired = grid_paired_table(rows)
+    if paired:
+        path = Path(path)
+        markdown += "\n\n" + write_table(
+            paired,
+            path.with_name(path.name + "_paired"),
+            "Each K against the grid's controls: FID(K) - FID(control) per seed ± its paired SE "
+            "(same noises), and which is better beyond 2 SE on every seed and by the "
+            "seed-level test",
+        )
+    return markdown
 
 
 def write_recipe_table(recipes: list[dict], path, ratio: float) -> str | None:
@@ -363,7 +411,7 @@ def write_recipe_table(recipes: list[dict], path, ratio: float) -> str | None:
         recipes,
         path,
         f"The authors' recipe beside this scale's at {ratio:.0%} (final FID; the difference "
-        "authors - this scale seed by seed, two jobs: SEs in quadrature)",
+        "authors - this scale seed by seed ± its SE, paired across the two jobs: same noises)",
     )
 
 
