@@ -395,7 +395,7 @@ def write_grid_table(rows: list[dict], path) -> str | None:
             path.with_name(path.name + "_paired"),
             "Each K against the grid's controls: FID(K) - FID(control) per seed ± its paired SE "
             "(same noises), and which is better beyond 2 SE on every seed and by the "
-            "seed-level test",
+            "seed-level test (one seed: the per-seed test alone, no verdict)",
         )
     return markdown
 
