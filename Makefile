@@ -40,9 +40,10 @@ SWEEP = $(eval SWEEP := $(shell $(PY) -m liftkd.stages.sweep list --profile $(PR
 SWEEP_RESULTS = $(patsubst %,$(RUN_DIR)/distill/%/results.json,$(SWEEP))
 # the studies beside the sweep (not in make reproduce; notebook 05 reads their results when they
 # exist): make grid, the K x coarse-term grid at the aggressive ratio; make trend, the main
-# objectives at other ratios (claim 1)
+# objectives at other ratios (claim 1). SEEDS='1' runs those seeds' jobs of a study alone (a
+# study's seeds one make at a time)
 study_jobs = $(shell $(PY) -m liftkd.stages.sweep list --study $(1) --profile $(PROFILE) \
-	--overrides $(OVERRIDES_ARG) || echo LIST_FAILED)
+	--overrides $(OVERRIDES_ARG) $(if $(strip $(SEEDS)),--seeds $(SEEDS)) || echo LIST_FAILED)
 STUDY_RESULTS = $(if $(filter LIST_FAILED,$(1)),$(error could not list the study's jobs; see \
 	why with: $(PY) -m liftkd.stages.sweep list --study grid|trend --profile $(PROFILE) \
 	--overrides $(OVERRIDES_ARG)),$(patsubst %,$(RUN_DIR)/distill/%/results.json,$(1)))
@@ -67,7 +68,8 @@ help: ## list the targets, target patterns and variables
 	@echo "  OVERRIDES="$(OVERRIDES_ARG)"    settings by dotted name, a YAML mapping: '{teacher.steps: 100}'"
 	@echo "  RUN_NAME=$(RUN_NAME)    a run with other settings gets its own name (folders below)"
 	@echo "  RUN_DIR=$(RUN_DIR)  FIGURES=$(FIGURES)    where runs and figures go"
-	@echo "  SEEDS='$(SEEDS)'    training seeds of the sweep (empty: the profile's)"
+	@echo "  SEEDS='$(SEEDS)'    training seeds of the sweep, or of make grid / make trend (empty: the profile's)"
+	@echo "  STUDY=$(STUDY)    make list-sweep STUDY=grid|trend lists a study's jobs"
 	@echo "  JOBS=$(JOBS)  THREADS=$(THREADS)    sweep jobs at once, torch threads per job"
 	@echo "  LAUNCH='$(LAUNCH)'    e.g. 'accelerate launch --multi_gpu --num_processes 4'"
 	@echo "  TUTORIAL_DIR=$(TUTORIAL_DIR)    where make tutorial runs"
@@ -133,8 +135,11 @@ regime-run: settings
 $(RUN_DIR)/08_regime.ipynb: $(RUN_DIR)/02_pruning.ipynb $(wildcard $(RUN_DIR)/distill/*/results.json)
 $(RUN_DIR)/05_results.ipynb: $(wildcard $(RUN_DIR)/regime/08_regime.ipynb)
 
-list-sweep: $(STAMP) ## the sweep's jobs for PROFILE and SEEDS, one per line
-	@printf '%s\n' $(SWEEP)
+# STUDY=grid or STUDY=trend: that study's jobs instead
+STUDY ?=
+list-sweep: $(STAMP) ## the sweep's jobs for PROFILE and SEEDS, one per line (STUDY=grid|trend: a study's)
+	@printf '%s\n' $(if $(strip $(STUDY)),$(patsubst $(RUN_DIR)/distill/%/results.json,%,$(call \
+		STUDY_RESULTS,$(call study_jobs,$(STUDY)))),$(SWEEP))
 
 # one KD job, e.g. make distill-main_r0.8_s0; done when its results.json exists. The name is
 # checked before anything is built for it, and the results are asked for by name (a file make

@@ -157,6 +157,26 @@ def test_make_gets_its_jobs_from_the_profile(profile, seeds):
     )
 
 
+@pytest.mark.parametrize("study, seeds", [("trend", ""), ("trend", "1"), ("grid", "")])
+@pytest.mark.slow
+def test_make_runs_a_studys_seeds_one_make_at_a_time(study, seeds):
+    """make trend SEEDS=1 (and make grid) run the jobs ``list-sweep STUDY=...`` names: the
+    study's plan for those seeds, every seed of the profile's without SEEDS."""
+    make = subprocess.run(
+        ["make", "--no-print-directory", "list-sweep", "PROFILE=cpu", f"STUDY={study}"]
+        + [f"SEEDS={seeds}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    chosen = [int(s) for s in seeds.split()] or None
+    profile = get_profile("cpu")
+    assert make == [j.name for j in jobs.plan(profile, chosen, study)] and make
+    everyone = getattr(profile.distill, f"{study}_seeds")
+    assert {jobs.parse_job_name(n)[2] for n in make} == set(chosen or everyone)
+
+
 def test_the_makefile_states_no_sweep_ratio():
     text = (REPO / "Makefile").read_text()
     assert not re.findall(r"\b0\.[0-9]+\b", text), "ratios belong to the profiles"
