@@ -55,7 +55,7 @@ THREADS ?= $(shell n=$$(( $$(nproc) / $(JOBS) )); echo $$(( n > 0 ? n : 1 )))
 # several GPUs: LAUNCH='accelerate launch --multi_gpu --num_processes 4' trains each job under it
 LAUNCH ?=
 
-.PHONY: help venv settings reproduce sweep grid trend regime regime-run list-sweep dit latent tutorial test unit bench lint lab clean clean-runs
+.PHONY: help venv settings reproduce sweep grid trend regime regime-teacher regime-run regime-teacher-run list-sweep dit latent tutorial test unit bench lint lab clean clean-runs
 
 help: ## list the targets, target patterns and variables
 	@echo "liftkd: LIFT and PLACE reproduced. Targets:"
@@ -116,19 +116,24 @@ trend: settings ## the main objectives at other ratios, for claim 1 (then notebo
 
 # the paper's regime (notebook 08): a run of its own in $(RUN_DIR)/regime, figures in
 # $(FIGURES)/regime, the profile with the regime's overrides (python -m liftkd.stages.regime
-# overrides): notebooks 00-02 on every core, its KD jobs JOBS at a time, then 08, then 05 again
+# overrides): notebooks 00-02 on every core (make regime-teacher alone), its KD jobs JOBS at a
+# time (SEEDS: those seeds' alone), then 08, then 05 again
 REGIME_RUN = $(RUN_DIR)/regime
-regime: settings ## the paper's regime: one channel per GroupNorm group, the authors' recipe (notebook 08, then 05 again)
-	+@overrides=$$($(PY) -m liftkd.stages.regime overrides --profile $(PROFILE) \
+REGIME_MAKE = overrides=$$($(PY) -m liftkd.stages.regime overrides --profile $(PROFILE) \
 		--overrides $(OVERRIDES_ARG)) \
 	&& $(MAKE) --no-print-directory SETTINGS_CHECKED= RUN_DIR=$(REGIME_RUN) \
-		FIGURES=$(FIGURES)/regime OVERRIDES="$$overrides" regime-run
+		FIGURES=$(FIGURES)/regime OVERRIDES="$$overrides"
+regime-teacher: settings ## the regime's first part alone: its teacher, cut student and capacity floor (notebooks 00-02)
+	+@$(REGIME_MAKE) regime-teacher-run
+regime: settings ## the paper's regime: one channel per GroupNorm group, the authors' recipe (notebook 08, then 05 again)
+	+@$(REGIME_MAKE) regime-run
 	+@$(if $(wildcard $(RUN_DIR)/05_results.ipynb),$(SUBMAKE) $(RUN_DIR)/05_results.ipynb,echo \
 		"notebook 05 has not run in $(RUN_DIR): make reproduce puts the regime's verdicts into claims.md")
 
 # inside make regime only (its RUN_DIR, FIGURES and OVERRIDES are the regime run's)
-regime-run: settings
+regime-teacher-run: settings
 	+@$(SUBMAKE) JOBS=1 $(RUN_DIR)/02_pruning.ipynb
+regime-run: regime-teacher-run
 	+@$(SUBMAKE) -j$(JOBS) $(SWEEP_RESULTS)
 	+@$(SUBMAKE) JOBS=1 $(RUN_DIR)/08_regime.ipynb
 
