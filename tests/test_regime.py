@@ -44,6 +44,22 @@ def test_the_overrides_travel_as_json_and_a_profile_without_a_regime_says_so(cap
         regime.main(["overrides", "--profile", "gpu"])
 
 
+def test_make_regime_seeds_lists_those_seeds_jobs_alone(capsys):
+    """make regime SEEDS=2: the sweep's list takes SEEDS over the seeds the regime's overrides
+    give (make regime-teacher, then one make per seed)."""
+    from liftkd.stages.sweep.__main__ import main as sweep
+
+    regime.main(["overrides", "--profile", "cpu"])
+    text = capsys.readouterr().out
+    sweep(["list", "--profile", "cpu", "--overrides", text])
+    assert capsys.readouterr().out.split() == ["main_r0.75_s0", "main_r0.75_s1", "main_r0.75_s2"]
+    sweep(["list", "--profile", "cpu", "--overrides", text, "--seeds", "2"])
+    assert capsys.readouterr().out.split() == ["main_r0.75_s2"]
+    with pytest.raises(SystemExit):  # a bad seed is refused as in the profile
+        sweep(["list", "--profile", "cpu", "--overrides", text, "--seeds", "-1"])
+    assert "greater than or equal to 0" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", ["smoke", "cpu"])
 def test_the_regime_student_normalises_one_channel_per_group(name):
     """The profile's regime teacher cut at its ratio: one channel per GroupNorm group at most

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from liftkd.config import SettingsError, resolve_profile
+from liftkd.config import SettingsError, parse_overrides, resolve_profile
 from liftkd.stages.sweep.jobs import STUDIES, job_from_name, plan
 
 
@@ -39,9 +39,12 @@ def main(argv: list[str] | None = None) -> None:
         a.add_argument("--job", required=True, help="a job name, e.g. main_r0.8_s0")
     args = p.parse_args(argv)
     try:
-        # SEEDS replace the profile's seeds, checked as every seed is
-        seeds = {"distill.seeds": args.seeds or None} if args.cmd == "list" else {}
-        profile = resolve_profile(args.profile, args.overrides, **seeds)
+        # SEEDS replace the profile's seeds and the overrides' (make regime gives its own),
+        # checked as every seed is
+        overrides = parse_overrides(args.overrides)
+        if args.cmd == "list" and args.seeds:
+            overrides["distill.seeds"] = args.seeds
+        profile = resolve_profile(args.profile, overrides)
         if args.cmd == "list":
             print("\n".join(job.name for job in plan(profile, args.seeds or None, args.study)))
             return
