@@ -217,10 +217,18 @@ def test_smoke_profile_end_to_end(smoke_run, tmp_path, python):
     assert "| 70% |" in (figures / "05_fid_table.md").read_text()
 
     # the paper's regime: a run of its own in run/regime (its teacher, its students cut to one
-    # channel per GroupNorm group, one KD job), notebook 08, then 05 adds its verdicts
+    # channel per GroupNorm group, one KD job), notebook 08, then 05 adds its verdicts; its
+    # first part (notebooks 00-02) alone first, as make regime-teacher runs it
     assert "## In the paper's regime" not in (figures / "claims.md").read_text()
+    first = subprocess.run([*make, "regime-teacher"], cwd=REPO, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-4000:]
+    assert (run_dir / "regime" / "02_pruning.ipynb").exists()
+    assert not (run_dir / "regime" / "08_regime.ipynb").exists()
+    assert "04_distill" not in (run_dir / "regime" / "timings.txt").read_text()
     reg = subprocess.run([*make, "regime"], cwd=REPO, capture_output=True, text=True)
     assert reg.returncode == 0, reg.stderr[-4000:]
+    timed = (run_dir / "regime" / "timings.txt").read_text()
+    assert timed.count("02_pruning (smoke)") == 1, timed  # not run again
     blob = json.loads((figures / "regime" / "08_regime.json").read_text())
     assert blob["meta"]["profile"]["distill"]["ratios"] == [0.75]
     s = blob["results"]["shares"]["student"]
@@ -230,7 +238,7 @@ def test_smoke_profile_end_to_end(smoke_run, tmp_path, python):
     claims = (figures / "claims.md").read_text()
     assert "## In the paper's regime" in claims and "\n| R3 |" in claims
     assert "(files: `regime/08_regime_table.md`" in claims
-    assert "04_distill main_r0.75_s0 (smoke)" in (run_dir / "regime" / "timings.txt").read_text()
+    assert "04_distill main_r0.75_s0 (smoke)" in timed
 
     _dit_and_latent_paths_run_alone_and_resume(smoke_run, tmp_path, python)
 
