@@ -233,7 +233,10 @@ def _cpu() -> Profile:
             # make grid: PLACE's K x the coarse norm, beside OutKD (L2 and L1), w/o KD and LIFT
             grid_objectives=_grid((2, 4, 8, 16, 64)),
             grid_jobs=2,  # 7 students each, side by side (one 14-student job took 113 min)
-            # make trend: the main objectives at 50% and 70% as at 80% (claim 1 needs 3 ratios), 2 seeds
+            # make trend: what claim 1 reads (the KD baselines and LIFT+PLACE) at 50% and 70% as
+            # at 80% (it needs 3 ratios), 2 seeds. All six main objectives made one seed's two
+            # jobs 54-70 min (be7ae88); four make each job about two thirds of that
+            trend_objectives=("outkd", "featkd", "outkd+featkd", "lift+place"),
             trend_ratios=(0.5, 0.7),
             trend_steps=(3000, 3000),
             trend_seeds=(0, 1),

@@ -269,9 +269,10 @@ class DistillConfig:
     # JOBS at a time): a job's students share one teacher forward pass, but one job per core
     # beats one job on every core, and students of one seed pair across jobs (same noises)
     grid_jobs: Count = 1
-    # a study beside the sweep (make trend): the main objectives at these other ratios, each
-    # trained trend_steps (one count per ratio), on trend_seeds; claim 1 reads them with the
-    # main jobs' ratios (it needs three)
+    # a study beside the sweep (make trend): trend_objectives (empty: the main objectives) at
+    # these other ratios, each trained trend_steps (one count per ratio), on trend_seeds; claim
+    # 1 reads them with the main jobs' ratios (it needs three)
+    trend_objectives: tuple[str, ...] = ()
     trend_ratios: tuple[Ratio, ...] = ()
     trend_steps: tuple[Count, ...] = ()
     trend_seeds: tuple[Seed, ...] = (0,)

@@ -8,11 +8,12 @@ import subprocess
 import pytest
 import torch
 
-from liftkd.config import SettingsError, TrainConfig, get_profile
+from liftkd.config import SettingsError, TrainConfig, get_profile, resolve_profile
 from liftkd.method.losses import LossOutput, Objective
 from liftkd.method.objectives import build_objective, parse_spec
 from liftkd.models.presets import build_unet
 from liftkd.models.pruning import prune
+from liftkd.results import claims
 from liftkd.stages.sweep import jobs
 from liftkd.training.diffusion import noise_scheduler
 from liftkd.training.distill import KDGroup, KDModule, distill, distill_group, load_snapshot
@@ -68,10 +69,15 @@ def test_cpu_plan_is_the_issue_sweep():
         assert [o["group_size"] for o in place] == [2, 4, 8, 16, 64]
         assert {o.get("coarse", "l1") for o in place} == {coarse}  # L1: the default
     assert jobs.job_from_name(profile, "grid_r0.8_s0_p1") == l2
-    # the trend study: the main objectives at 50% and 70%, as long as at 80% (claim 1)
+    # the trend study: what claim 1 reads at 50% and 70%, as long as at 80% (claim 1)
     trend = {j.name: j for j in jobs.plan(profile, study="trend")}
     assert set(trend) == {f"trend_r{r}_s{s}" for r in (0.5, 0.7) for s in (0, 1)}
-    assert all(j.objectives == main.objectives for j in trend.values())
+    read = ("outkd", "featkd", "outkd+featkd", "lift+place")
+    assert set(read) == {*claims.KD_BASELINES, claims.OURS}
+    assert all(j.objectives == read for j in trend.values())
+    # without distill.trend_objectives, the main objectives
+    plain = resolve_profile("cpu", {"distill.trend_objectives": []})
+    assert jobs.make_job(plain, "trend", 0.5, 0).objectives == main.objectives
     assert {j.train.steps for j in trend.values()} == {main.train.steps}
     assert jobs.job_from_name(profile, "trend_r0.5_s0") == trend["trend_r0.5_s0"]
     with pytest.raises(ValueError, match="not in the profile's distill.trend_ratios"):

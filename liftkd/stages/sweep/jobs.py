@@ -131,7 +131,7 @@ def make_job(
     elif objectives is None:
         objectives = {
             "main": cfg.objectives,
-            "trend": cfg.objectives,
+            "trend": cfg.trend_objectives or cfg.objectives,
             "ablation": cfg.ablations,
             "authors": cfg.authors_objectives,
         }[group]
