@@ -143,19 +143,24 @@ def test_a_job_is_rebuilt_from_its_name_alone():
     assert jobs.job_dir("runs/x", short) == jobs.job_dir("runs/x", "main_r0.5_s1")
 
 
+def _listed_by_make(*variables: str) -> list[str]:
+    """The job names ``make list-sweep`` prints with these variables (``NAME=value``)."""
+    return subprocess.run(
+        ["make", "--no-print-directory", "list-sweep", *variables],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+
+
 @pytest.mark.parametrize(
     "profile, seeds", [("smoke", ""), ("cpu", ""), ("gpu", ""), ("smoke", "1 2")]
 )
 @pytest.mark.slow
 def test_make_gets_its_jobs_from_the_profile(profile, seeds):
     """The Makefile states no ratio or seed: it asks ``python -m liftkd.stages.sweep list``."""
-    make = subprocess.run(
-        ["make", "--no-print-directory", "list-sweep", f"PROFILE={profile}", f"SEEDS={seeds}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    make = _listed_by_make(f"PROFILE={profile}", f"SEEDS={seeds}")
     chosen = [int(s) for s in seeds.split()] or None
     assert make == [j.name for j in jobs.plan(get_profile(profile), chosen)]
     assert {jobs.parse_job_name(n)[2] for n in make} == set(
@@ -168,14 +173,7 @@ def test_make_gets_its_jobs_from_the_profile(profile, seeds):
 def test_make_runs_a_studys_seeds_one_make_at_a_time(study, seeds):
     """make trend SEEDS=1 (and make grid) run the jobs ``list-sweep STUDY=...`` names: the
     study's plan for those seeds, every seed of the profile's without SEEDS."""
-    make = subprocess.run(
-        ["make", "--no-print-directory", "list-sweep", "PROFILE=cpu", f"STUDY={study}"]
-        + [f"SEEDS={seeds}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    make = _listed_by_make("PROFILE=cpu", f"STUDY={study}", f"SEEDS={seeds}")
     chosen = [int(s) for s in seeds.split()] or None
     profile = get_profile("cpu")
     assert make == [j.name for j in jobs.plan(profile, chosen, study)] and make
