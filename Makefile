@@ -28,9 +28,11 @@ EXECUTED := $(patsubst %,$(RUN_DIR)/%.ipynb,$(NOTEBOOKS))
 PAPERMILL := $(PY) -m papermill --log-output --no-progress-bar --start-timeout 300
 
 # The KD sweep (notebook 04, once per job): every objective of a ratio trained side by side, and
-# the LIFT+PLACE ablations at the highest ratio. The jobs are the profile's (`python -m liftkd.stages.sweep
-# list`), computed once per make and only in the recipes that need them (after the venv exists);
-# SEEDS='0 1 2' replaces the profile's seeds.
+# the LIFT+PLACE ablations and the authors' recipe at the highest ratio where the profile puts them
+# in make reproduce (distill.in_reproduce; the cpu profile's are studies: make ablation, make
+# authors). The jobs are the profile's (`python -m liftkd.stages.sweep list`), computed once per
+# make and only in the recipes that need them (after the venv exists); SEEDS='0 1 2' replaces the
+# profile's seeds.
 SEEDS ?=
 SWEEP = $(eval SWEEP := $(shell $(PY) -m liftkd.stages.sweep list --profile $(PROFILE) \
 	--overrides $(OVERRIDES_ARG) $(if $(strip $(SEEDS)),--seeds $(SEEDS)) || echo LIST_FAILED))$(if \
@@ -38,14 +40,15 @@ SWEEP = $(eval SWEEP := $(shell $(PY) -m liftkd.stages.sweep list --profile $(PR
 	$(PY) -m liftkd.stages.sweep list --profile $(PROFILE) --overrides $(OVERRIDES_ARG) \
 	$(if $(strip $(SEEDS)),--seeds $(SEEDS))),$(SWEEP))
 SWEEP_RESULTS = $(patsubst %,$(RUN_DIR)/distill/%/results.json,$(SWEEP))
-# the studies beside the sweep (not in make reproduce; notebook 05 reads their results when they
-# exist): make grid, the K x coarse-term grid at the aggressive ratio; make trend, the main
-# objectives at other ratios (claim 1). SEEDS='1' runs those seeds' jobs of a study alone (a
-# study's seeds one make at a time)
+# the studies (notebook 05 reads their results when they exist): make ablation and make authors,
+# the sweep's ablation and authors' recipe jobs alone (in make reproduce too where
+# distill.in_reproduce names them); make grid, the K x coarse-term grid at the aggressive ratio;
+# make trend, the main objectives at other ratios (claim 1). SEEDS='1' runs those seeds' jobs of
+# a study alone (a study's seeds one make at a time)
 study_jobs = $(shell $(PY) -m liftkd.stages.sweep list --study $(1) --profile $(PROFILE) \
 	--overrides $(OVERRIDES_ARG) $(if $(strip $(SEEDS)),--seeds $(SEEDS)) || echo LIST_FAILED)
 STUDY_RESULTS = $(if $(filter LIST_FAILED,$(1)),$(error could not list the study's jobs; see \
-	why with: $(PY) -m liftkd.stages.sweep list --study grid|trend --profile $(PROFILE) \
+	why with: $(PY) -m liftkd.stages.sweep list --study ablation|authors|grid|trend --profile $(PROFILE) \
 	--overrides $(OVERRIDES_ARG)),$(patsubst %,$(RUN_DIR)/distill/%/results.json,$(1)))
 # when this make started (make reproduce says how long it took)
 STARTED := $(shell date +%s)
@@ -55,7 +58,7 @@ THREADS ?= $(shell n=$$(( $$(nproc) / $(JOBS) )); echo $$(( n > 0 ? n : 1 )))
 # several GPUs: LAUNCH='accelerate launch --multi_gpu --num_processes 4' trains each job under it
 LAUNCH ?=
 
-.PHONY: help venv settings reproduce sweep grid trend regime regime-teacher regime-run regime-teacher-run list-sweep dit latent tutorial test unit bench lint lab clean clean-runs
+.PHONY: help venv settings reproduce sweep ablation authors grid trend regime regime-teacher regime-run regime-teacher-run list-sweep dit latent tutorial test unit bench lint lab clean clean-runs
 
 help: ## list the targets, target patterns and variables
 	@echo "liftkd: LIFT and PLACE reproduced. Targets:"
@@ -68,8 +71,8 @@ help: ## list the targets, target patterns and variables
 	@echo "  OVERRIDES="$(OVERRIDES_ARG)"    settings by dotted name, a YAML mapping: '{teacher.steps: 100}'"
 	@echo "  RUN_NAME=$(RUN_NAME)    a run with other settings gets its own name (folders below)"
 	@echo "  RUN_DIR=$(RUN_DIR)  FIGURES=$(FIGURES)    where runs and figures go"
-	@echo "  SEEDS='$(SEEDS)'    training seeds of the sweep, or of make grid / make trend (empty: the profile's)"
-	@echo "  STUDY=$(STUDY)    make list-sweep STUDY=grid|trend lists a study's jobs"
+	@echo "  SEEDS='$(SEEDS)'    training seeds of the sweep, or of a study (make ablation, ...; empty: the profile's)"
+	@echo "  STUDY=$(STUDY)    make list-sweep STUDY=ablation|authors|grid|trend lists a study's jobs"
 	@echo "  JOBS=$(JOBS)  THREADS=$(THREADS)    sweep jobs at once, torch threads per job"
 	@echo "  LAUNCH='$(LAUNCH)'    e.g. 'accelerate launch --multi_gpu --num_processes 4'"
 	@echo "  TUTORIAL_DIR=$(TUTORIAL_DIR)    where make tutorial runs"
@@ -103,15 +106,19 @@ reproduce: settings ## run every notebook of PROFILE, JOBS at a time (the sweep'
 sweep: settings ## the KD jobs of notebook 04 (make -j2 sweep: two at once; SEEDS='0 1 2')
 	+@$(SUBMAKE) $(SWEEP_RESULTS)
 
-# the studies' jobs run JOBS at a time (grid: its parts, distill.grid_jobs, of every seed)
-grid: settings ## the K x coarse-term study at the aggressive ratio (its jobs, then notebook 05 again)
-	+@$(SUBMAKE) -j$(JOBS) $(or $(call STUDY_RESULTS,$(call study_jobs,grid)),$(error the \
-		$(PROFILE) profile has no grid study (distill.grid_objectives)))
-	+@$(SUBMAKE) $(RUN_DIR)/05_results.ipynb
-
-trend: settings ## the main objectives at other ratios, for claim 1 (then notebook 05 again)
-	+@$(SUBMAKE) -j$(JOBS) $(or $(call STUDY_RESULTS,$(call study_jobs,trend)),$(error the \
-		$(PROFILE) profile has no trend study (distill.trend_ratios)))
+# the studies' jobs run JOBS at a time (grid: its parts, distill.grid_jobs, of every seed), then
+# notebook 05 again
+ablation: ## the LIFT+PLACE ablations at the aggressive ratio: fixed schedules, K, coarse norm and scale (then 05)
+authors: ## OutKD and LIFT+PLACE under the authors' recipe at the aggressive ratio (then 05)
+grid: ## the K x coarse-term study at the aggressive ratio (its jobs, then notebook 05 again)
+trend: ## the main objectives at other ratios, for claim 1 (then notebook 05 again)
+# the setting that gives each study its students (named when a profile has none)
+STUDY_SETTING := ablation=distill.ablations authors=distill.authors_objectives \
+	grid=distill.grid_objectives trend=distill.trend_ratios
+study_setting = $(patsubst $(1)=%,%,$(filter $(1)=%,$(STUDY_SETTING)))
+ablation authors grid trend: settings
+	+@$(SUBMAKE) -j$(JOBS) $(or $(call STUDY_RESULTS,$(call study_jobs,$@)),$(error the \
+		$(PROFILE) profile has no $@ study: $(call study_setting,$@) is empty))
 	+@$(SUBMAKE) $(RUN_DIR)/05_results.ipynb
 
 # the paper's regime (notebook 08): a run of its own in $(RUN_DIR)/regime, figures in
@@ -140,9 +147,9 @@ regime-run: regime-teacher-run
 $(RUN_DIR)/08_regime.ipynb: $(RUN_DIR)/02_pruning.ipynb $(wildcard $(RUN_DIR)/distill/*/results.json)
 $(RUN_DIR)/05_results.ipynb: $(wildcard $(RUN_DIR)/regime/08_regime.ipynb)
 
-# STUDY=grid or STUDY=trend: that study's jobs instead
+# STUDY=ablation, authors, grid or trend: that study's jobs instead
 STUDY ?=
-list-sweep: $(STAMP) ## the sweep's jobs for PROFILE and SEEDS, one per line (STUDY=grid|trend: a study's)
+list-sweep: $(STAMP) ## the sweep's jobs for PROFILE and SEEDS, one per line (STUDY=ablation|authors|grid|trend: a study's)
 	@printf '%s\n' $(if $(strip $(STUDY)),$(patsubst $(RUN_DIR)/distill/%/results.json,%,$(call \
 		STUDY_RESULTS,$(call study_jobs,$(STUDY)))),$(SWEEP))
 

@@ -230,6 +230,10 @@ def _cpu() -> Profile:
             ablation_seeds=(0, 1),
             authors_objectives=("outkd", "lift+place"),
             authors_seeds=(0, 1),
+            # the ablations and the authors' recipe are studies (make ablation, make authors: two
+            # jobs side by side each, about 41 and 14 min): with them make reproduce needed about
+            # 2.75 h on two cores at the sweep's timed speed and 3.5 h on a 1.3x slower evening
+            in_reproduce=(),
             # make grid: PLACE's K x the coarse norm, beside OutKD (L2 and L1), w/o KD and LIFT
             grid_objectives=_grid((2, 4, 8, 16, 64)),
             grid_jobs=2,  # 7 students each, side by side (one 14-student job took 113 min)

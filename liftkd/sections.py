@@ -261,6 +261,9 @@ class DistillConfig:
     )
     authors_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
     authors_seeds: tuple[Seed, ...] | None = None  # None: seeds
+    # which of the ablation and authors' jobs make reproduce trains beside the main jobs; the
+    # others are studies of their own (make ablation, make authors), read by notebook 05 when run
+    in_reproduce: tuple[Literal["ablation", "authors"], ...] = ("ablation", "authors")
     # a study beside the sweep (make grid, not make reproduce): these objectives in one job at
     # ablation_ratio (job group "grid"), this scale's recipe, on grid_seeds
     grid_objectives: tuple[str, ...] = ()

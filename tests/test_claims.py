@@ -185,6 +185,18 @@ def test_claim5_every_fixed_schedule_must_lose_to_the_adaptive_weight():
     assert "diff -10" in c["measured"]  # each comparison's paired evidence is shown
 
 
+def test_claim5_without_the_ablation_job_cannot_be_supported():
+    """make reproduce without make ablation (the cpu profile): PLACE beating LIFT is half the
+    claim; the fixed schedules are named as not trained, and a loss to LIFT still decides."""
+    fids = {**BASE, "lift+place": [9, 19, 100], "lift": [12, 22, 150]}
+    c = claims.claim5(_rows(fids), RATIOS, 0.9, 16)
+    assert c["verdict"] == "inconclusive" and "PLACE adds to LIFT: yes" in c["why"]
+    assert "make ablation" in c["why"] and "fixed schedules: not trained" in c["measured"]
+    fids["lift"] = [8, 15, 90]
+    c = claims.claim5(_rows(fids), RATIOS, 0.9, 16)
+    assert c["verdict"] == "not supported" and "PLACE adds to LIFT: worse" in c["why"]
+
+
 def test_claim3_reads_the_authors_recipe_apart():
     """The authors' recipe's students share their specs with the main job's: they are compared
     with each other, never mixed into this scale's recipe."""

@@ -24,16 +24,20 @@ from tests.conftest import REPO, smoke_pair
 
 
 def test_cpu_plan_is_the_issue_sweep():
-    """Issues 10 and 19: the aggressive ratio (0.8) only, every objective on three seeds, the
-    ablations (fixed schedules, K, the coarse norm and scale) and the authors' recipe on two, six
-    evaluations, 2,000 final samples."""
+    """Issues 10 and 19: the aggressive ratio (0.8) only, every objective on three seeds in make
+    reproduce; the ablations (fixed schedules, K, the coarse norm and scale) and the authors'
+    recipe on two, as studies of their own (make ablation, make authors); six evaluations,
+    2,000 final samples."""
     profile = get_profile("cpu")
-    planned = {j.name: j for j in jobs.plan(profile)}
-    assert set(planned) == {
-        *(f"main_r0.8_s{s}" for s in (0, 1, 2)),
-        *(f"ablation_r0.8_s{s}" for s in (0, 1)),
-        *(f"authors_r0.8_s{s}" for s in (0, 1)),
-    }
+    assert [j.name for j in jobs.plan(profile)] == [f"main_r0.8_s{s}" for s in (0, 1, 2)]
+    studies = {s: [j.name for j in jobs.plan(profile, study=s)] for s in ("ablation", "authors")}
+    assert studies == {g: [f"{g}_r0.8_s{s}" for s in (0, 1)] for g in ("ablation", "authors")}
+    planned = {j.name: j for j in jobs.every_job(profile)}
+    # the profiles that keep them in make reproduce list them with the main jobs, seed by seed
+    smoke = [j.name for j in jobs.plan(get_profile("smoke"))]
+    assert smoke == ["main_r0.5_s0", "main_r0.9_s0", "ablation_r0.9_s0", "authors_r0.9_s0"]
+    kept = resolve_profile("cpu", {"distill.in_reproduce": ["authors"]})
+    assert [j.name for j in jobs.plan(kept, [1])] == ["main_r0.8_s1", "authors_r0.8_s1"]
     main = planned["main_r0.8_s0"]
     assert main.objectives == (
         "nokd",
@@ -168,7 +172,10 @@ def test_make_gets_its_jobs_from_the_profile(profile, seeds):
     )
 
 
-@pytest.mark.parametrize("study, seeds", [("trend", ""), ("trend", "1"), ("grid", "")])
+@pytest.mark.parametrize(
+    "study, seeds",
+    [("trend", ""), ("trend", "1"), ("grid", ""), ("ablation", ""), ("authors", "1")],
+)
 @pytest.mark.slow
 def test_make_runs_a_studys_seeds_one_make_at_a_time(study, seeds):
     """make trend SEEDS=1 (and make grid) run the jobs ``list-sweep STUDY=...`` names: the
@@ -179,6 +186,18 @@ def test_make_runs_a_studys_seeds_one_make_at_a_time(study, seeds):
     assert make == [j.name for j in jobs.plan(profile, chosen, study)] and make
     everyone = getattr(profile.distill, f"{study}_seeds")
     assert {jobs.parse_job_name(n)[2] for n in make} == set(chosen or everyone)
+
+
+@pytest.mark.slow
+def test_a_study_the_profile_lacks_names_its_setting():
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-n", "trend", "PROFILE=gpu"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "the gpu profile has no trend study: distill.trend_ratios is empty" in done.stderr
 
 
 def test_the_makefile_states_no_sweep_ratio():

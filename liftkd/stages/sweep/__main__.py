@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     ls.add_argument("--seeds", type=int, nargs="*", help="training seeds (default: the profile's)")
     ls.add_argument(
-        "--study", choices=STUDIES, help="a study's jobs instead (make grid, make trend)"
+        "--study",
+        choices=STUDIES,
+        help="a study's jobs instead (make ablation, authors, grid, trend)",
     )
     tr.add_argument("--run-dir", required=True, help="the run folder (teacher, students, jobs)")
     for a in (ck, tr):

@@ -3,8 +3,10 @@
 A job is named ``{group}_r{ratio}_s{seed}`` (``main_r0.9_s0``, ``ablation_r0.9_s0``): ``main``
 trains the profile's ``distill.objectives`` at one ratio, ``ablation`` its ``distill.ablations``
 at ``distill.ablation_ratio``, ``authors`` its ``distill.authors_objectives`` there under the
-authors' DDPM recipe (``distill.authors_train``, students' dropout ``distill.authors_dropout``);
-and two studies beside the sweep (``plan(profile, study=...)``, not in ``make reproduce``):
+authors' DDPM recipe (``distill.authors_train``, students' dropout ``distill.authors_dropout``).
+``make reproduce`` trains the main jobs and the groups of ``distill.in_reproduce``; each of
+``ablation`` and ``authors`` is also a study of its own (``make ablation``, ``make authors``), and
+two more studies lie beside the sweep (``plan(profile, study=...)``, never in ``make reproduce``):
 ``grid`` (``make grid``) its ``distill.grid_objectives`` there, on ``distill.grid_seeds`` (split
 in order into ``distill.grid_jobs`` parts, ``grid_r0.8_s0_p0``, ``grid_r0.8_s0_p1``, ...: jobs
 side by side whose students pair as one job's do), and ``trend`` (``make trend``) the main
@@ -24,7 +26,9 @@ from liftkd.method.objectives import check_spec
 from liftkd.training.train_state import checkpoint_interval, eval_steps
 
 GROUPS = ("main", "ablation", "authors", "grid", "trend")
-STUDIES = ("grid", "trend")  # job groups of the studies beside the sweep (make grid, make trend)
+# job groups that run as studies, one make target each (make ablation, make authors, make grid,
+# make trend); the first two are also in make reproduce when distill.in_reproduce names them
+STUDIES = ("ablation", "authors", "grid", "trend")
 # what a run's sweep writes: run_dir/distill/<job>/{checkpoint.pt, history.csv, snapshots/, ...}
 # (liftkd.stages.kd_job: evals.csv, samples_final.pt)
 DISTILL_DIR = "distill"
@@ -159,15 +163,23 @@ def make_job(
 
 
 def every_job(profile: Profile) -> list[Job]:
-    """The sweep's jobs and every study's: what a run folder may hold for this profile."""
-    return [*plan(profile), *(j for s in STUDIES for j in plan(profile, study=s))]
+    """The sweep's jobs and every study's, each once: what a run folder may hold."""
+    found = [*plan(profile), *(j for s in STUDIES for j in plan(profile, study=s))]
+    return list({j.name: j for j in found}.values())
 
 
 def plan(profile: Profile, seeds: list[int] | None = None, study: str | None = None) -> list[Job]:
-    """Every job of the sweep: each ratio's main job for every seed, the ablation job and the
-    authors' recipe for theirs (``seeds`` replaces all three); with ``study`` ("grid" or
-    "trend"), that study's jobs instead."""
+    """Every job of the sweep (``make reproduce``): each ratio's main job for every seed, and
+    the ablation job and the authors' recipe for theirs where ``distill.in_reproduce`` names them
+    (``seeds`` replaces all three); with ``study`` (one of ``STUDIES``), that study's jobs
+    instead."""
     cfg = profile.distill
+    if study in ("ablation", "authors"):
+        own = cfg.ablation_seeds if study == "ablation" else cfg.authors_seeds
+        chosen = seeds if seeds is not None else own or cfg.seeds
+        if not (cfg.ablations if study == "ablation" else cfg.authors_objectives):
+            return []
+        return [make_job(profile, study, cfg.ablation_ratio, s) for s in chosen]
     if study == "grid":
         grid = seeds if seeds is not None else cfg.grid_seeds
         if not cfg.grid_objectives:
@@ -184,13 +196,15 @@ def plan(profile: Profile, seeds: list[int] | None = None, study: str | None = N
     main = seeds if seeds is not None else cfg.seeds
     ablation = seeds if seeds is not None else cfg.ablation_seeds or cfg.seeds
     authors = seeds if seeds is not None else cfg.authors_seeds or cfg.seeds
+    ablation = ablation if cfg.ablations and "ablation" in cfg.in_reproduce else []
+    authors = authors if cfg.authors_objectives and "authors" in cfg.in_reproduce else []
     jobs = []
     for seed in dict.fromkeys([*main, *ablation, *authors]):  # seed by seed, each once
         if seed in main:
             jobs += [make_job(profile, "main", r, seed) for r in cfg.ratios]
-        if cfg.ablations and seed in ablation:
+        if seed in ablation:
             jobs.append(make_job(profile, "ablation", cfg.ablation_ratio, seed))
-        if cfg.authors_objectives and seed in authors:
+        if seed in authors:
             jobs.append(make_job(profile, "authors", cfg.ablation_ratio, seed))
     return jobs
 
