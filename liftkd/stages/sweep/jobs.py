@@ -13,6 +13,9 @@ side by side whose students pair as one job's do), and ``trend`` (``make trend``
 objectives at ``distill.trend_ratios``. ``plan(profile)`` lists every job; ``job_from_name`` rebuilds one
 from its name, which is all that make passes around (``python -m liftkd.stages.sweep list`` prints the
 names, so the ratios and seeds are stated only in the profile).
+
+Long because the plan of the sweep and of its four studies, the job names and the job folders
+belong together: make, notebooks 04 and 05 and the settings check all read them from here.
 """
 
 from __future__ import annotations
@@ -174,12 +177,20 @@ def plan(profile: Profile, seeds: list[int] | None = None, study: str | None = N
     (``seeds`` replaces all three); with ``study`` (one of ``STUDIES``), that study's jobs
     instead."""
     cfg = profile.distill
-    if study in ("ablation", "authors"):
-        own = cfg.ablation_seeds if study == "ablation" else cfg.authors_seeds
-        chosen = seeds if seeds is not None else own or cfg.seeds
-        if not (cfg.ablations if study == "ablation" else cfg.authors_objectives):
+
+    def seeds_of(
+        group: str,
+    ) -> list[int]:  # the ablation or authors' jobs' seeds (none: no students)
+        own, students = {
+            "ablation": (cfg.ablation_seeds, cfg.ablations),
+            "authors": (cfg.authors_seeds, cfg.authors_objectives),
+        }[group]
+        if not students:
             return []
-        return [make_job(profile, study, cfg.ablation_ratio, s) for s in chosen]
+        return list(seeds if seeds is not None else own or cfg.seeds)
+
+    if study in ("ablation", "authors"):
+        return [make_job(profile, study, cfg.ablation_ratio, s) for s in seeds_of(study)]
     if study == "grid":
         grid = seeds if seeds is not None else cfg.grid_seeds
         if not cfg.grid_objectives:
@@ -194,10 +205,7 @@ def plan(profile: Profile, seeds: list[int] | None = None, study: str | None = N
     if study is not None:
         raise ValueError(f"unknown study {study!r}; choose one of {STUDIES}")
     main = seeds if seeds is not None else cfg.seeds
-    ablation = seeds if seeds is not None else cfg.ablation_seeds or cfg.seeds
-    authors = seeds if seeds is not None else cfg.authors_seeds or cfg.seeds
-    ablation = ablation if cfg.ablations and "ablation" in cfg.in_reproduce else []
-    authors = authors if cfg.authors_objectives and "authors" in cfg.in_reproduce else []
+    ablation, authors = ([] if g not in cfg.in_reproduce else seeds_of(g) for g in STUDIES[:2])
     jobs = []
     for seed in dict.fromkeys([*main, *ablation, *authors]):  # seed by seed, each once
         if seed in main:
